@@ -1,0 +1,169 @@
+"""What identifies a run: training recipes and teacher/student specifications (SPEC §3-4).
+
+Specs are frozen dataclasses that validate themselves on construction, so a bad parameter
+fails at the boundary with a message naming it. A spec plus the data it runs on is the cache
+key (see `kdlib.cache.run_id`); the device is not part of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Union
+
+from kdlib.losses import check_tau, check_unit_interval
+from kdlib.models import NORMS
+
+OPTIMIZERS = ("sgd", "adam")
+INITS = ("random", "interpolate", "teacher_init")
+
+
+def stable_seed(*parts) -> int:
+    """A 63-bit seed derived from `parts`, e.g. ("student", 0, "init").
+
+    Teachers and students draw from separate streams, so student 0 never starts from
+    teacher 0's initial weights by accident, and init and data order are independent.
+    """
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little") >> 1
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _check_number(name: str, value, minimum: float, strict: bool) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (value <= minimum if strict else value < minimum):
+        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {minimum}, got {value!r}")
+
+
+def _check_choice(name: str, value, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a network is optimised (SPEC §4)."""
+
+    epochs: int              # passes over the training set
+    batch_size: int          # examples per SGD step; the last partial batch of an epoch is dropped
+    lr: float                # initial learning rate
+    lr_min: float = 0.0      # cosine schedule's final learning rate, stepped once per epoch
+    optimizer: str = "sgd"   # "sgd" (momentum, Nesterov) or "adam"
+    momentum: float = 0.9    # SGD momentum (unused by Adam)
+    nesterov: bool = True    # Nesterov momentum for SGD
+    weight_decay: float = 1e-4  # L2 penalty through the optimizer; 0 turns it off (E6)
+    mixup: bool = False      # MixUp with Beta(1, 1), one weight per batch (SPEC §3)
+    eval_every: int = 1      # history entry every this many epochs (and always at the last)
+
+    def __post_init__(self):
+        _check_int("epochs", self.epochs, 1)
+        _check_int("batch_size", self.batch_size, 2)
+        _check_number("lr", self.lr, 0.0, strict=True)
+        _check_number("lr_min", self.lr_min, 0.0, strict=False)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_number("momentum", self.momentum, 0.0, strict=False)
+        _check_number("weight_decay", self.weight_decay, 0.0, strict=False)
+        _check_int("eval_every", self.eval_every, 1)
+        if not isinstance(self.mixup, bool) or not isinstance(self.nesterov, bool):
+            raise ValueError("mixup and nesterov must be True or False")
+
+    def lr_at(self, epoch: int, lr: float | None = None) -> float:
+        """Cosine annealing from `lr` (default self.lr) to lr_min, one step per epoch."""
+        lr0 = self.lr if lr is None else lr
+        lr_min = min(self.lr_min, lr0)
+        return lr_min + (lr0 - lr_min) * 0.5 * (1 + math.cos(math.pi * epoch / self.epochs))
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """A network trained on labels with cross-entropy."""
+
+    recipe: Recipe     # how it is trained
+    seed: int = 0      # initial weights and data order
+    norm: str = "batch"  # "batch" (BatchNorm) or "layer" (GroupNorm(1, C)), SPEC §2
+
+    def __post_init__(self):
+        _check_int("seed", self.seed, 0)
+        _check_choice("norm", self.norm, NORMS)
+
+    @property
+    def kind(self) -> str:
+        return "teacher"
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    """A network distilled from one teacher or an ensemble (SPEC §3, §6)."""
+
+    recipe: Recipe                       # how it is trained
+    teachers: tuple[TeacherSpec, ...]    # the ensemble it imitates (one member for self-distillation)
+    seed: int = 0                        # random initial weights and data order (trial id)
+    norm: str = "batch"                  # must equal the teachers' for "interpolate" and "teacher_init"
+    tau: float = 4.0                     # distillation temperature, > 0
+    alpha: float = 0.0                   # weight of the label cross-entropy, in [0, 1]
+    init: str = "random"                 # "random", "interpolate" (E3) or "teacher_init" (E4)
+    lam: float = 0.0                     # E3: theta = lam * teacher + (1 - lam) * random, in [0, 1]
+    lr_floor: float = 1e-6               # E3: lr = max(lr * (1 - lam), lr_floor)
+
+    def __post_init__(self):
+        teachers = tuple(self.teachers) if isinstance(self.teachers, (list, tuple)) else self.teachers
+        object.__setattr__(self, "teachers", teachers)
+        if not isinstance(teachers, tuple) or not teachers or not all(isinstance(t, TeacherSpec) for t in teachers):
+            raise ValueError("teachers must be a non-empty sequence of TeacherSpec")
+        norms = {t.norm for t in teachers}
+        if len(norms) > 1:
+            raise ValueError(f"teachers must share one architecture; got norms {sorted(norms)}")
+        _check_int("seed", self.seed, 0)
+        _check_choice("norm", self.norm, NORMS)
+        check_tau(self.tau)
+        check_unit_interval("alpha", self.alpha)
+        _check_choice("init", self.init, INITS)
+        check_unit_interval("lam", self.lam)
+        _check_number("lr_floor", self.lr_floor, 0.0, strict=True)
+        if self.init != "random":
+            if len(teachers) != 1:
+                raise ValueError(f"init={self.init!r} needs exactly one teacher, got {len(teachers)}")
+            if teachers[0].norm != self.norm:
+                raise ValueError(f"init={self.init!r} needs norm equal to the teacher's "
+                                 f"({teachers[0].norm!r}), got {self.norm!r}")
+        if self.init != "interpolate" and self.lam != 0.0:
+            raise ValueError(f"lam is only used with init='interpolate'; got lam={self.lam} with init={self.init!r}")
+
+    @property
+    def kind(self) -> str:
+        return "student"
+
+    @property
+    def start_lr(self) -> float:
+        """The initial lr, scaled down near the teacher for E3 (SPEC §6 E3)."""
+        if self.init == "interpolate":
+            return max(self.recipe.lr * (1 - self.lam), self.lr_floor)
+        return self.recipe.lr
+
+
+Spec = Union[TeacherSpec, StudentSpec]
+
+
+def spec_to_dict(spec: Spec) -> dict:
+    """A JSON-ready description of the spec, with its kind, teachers nested in full."""
+    d = dataclasses.asdict(spec)
+    d["kind"] = spec.kind
+    if isinstance(spec, StudentSpec):
+        d["teachers"] = [spec_to_dict(t) for t in spec.teachers]
+    return d
+
+
+def spec_from_dict(d: dict) -> Spec:
+    """Inverse of `spec_to_dict`."""
+    d = dict(d)
+    kind = d.pop("kind")
+    d["recipe"] = Recipe(**d["recipe"])
+    if kind == "teacher":
+        return TeacherSpec(**d)
+    d["teachers"] = tuple(spec_from_dict(t) for t in d["teachers"])
+    return StudentSpec(**d)

@@ -1,0 +1,367 @@
+"""CIFAR-100 as uint8 tensors, class-balanced subsets and batched augmentation (SPEC §1).
+
+Two sources give the same `Dataset`:
+- "torchvision": the official CIFAR-100 pickles, downloaded by torchvision (the users' default);
+- a local copy in class folders, as a directory tree or a .tar.gz (shared/data/README.md):
+  ``[top/]train/<fine_label>/<file>.jpg`` and ``[top/]test/<fine_label>/<file>.jpg``.
+A local copy is decoded once (PIL) and its arrays are cached under
+``kdlib_home()/"data"/<sha256 of the source>/``; later loads only hash the source and read the arrays.
+
+Augmentation works on whole batches of uint8 tensors on any device: every training view is one of
+the 9 x 9 crop offsets x 2 flips of the zero-padded image, so a view is an integer in [0, 162).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+NUM_CLASSES = 100
+PAD = 4  # zero padding on each side before the random 32x32 crop (SPEC §1)
+SIZE = 32  # CIFAR image side
+NUM_OFFSETS = 2 * PAD + 1  # 9 crop positions per axis
+NUM_VIEWS = NUM_OFFSETS * NUM_OFFSETS * 2  # 162 = 9 x 9 offsets x 2 flips (SPEC §1)
+
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+_CACHE_FILE = "arrays-v1.npz"  # bump the version if decoding ever changes
+_LAYOUT = ("a class-folder tree: <root>/train/<class>/*.jpg and <root>/test/<class>/*.jpg, "
+           f"{NUM_CLASSES} class folders in each, {SIZE}x{SIZE} RGB images, optionally under one "
+           "top folder (e.g. cifar100-jpg/)")
+_ALLOWED_SOURCES = '"torchvision", a class-folder tree, or a .tar.gz of one'
+
+
+def kdlib_home() -> Path:
+    """Root of kdlib's on-disk caches: $KDLIB_HOME, default ~/.cache/kdlib."""
+    return Path(os.environ.get("KDLIB_HOME") or "~/.cache/kdlib").expanduser()
+
+
+def default_source() -> str:
+    """The data source a notebook should use: $KDLIB_DATA (a local copy) or "torchvision"."""
+    return os.environ.get("KDLIB_DATA") or "torchvision"
+
+
+def _check_count(name: str, value: object, minimum: int, allow_none: bool) -> None:
+    ok = (value is None and allow_none) or (
+        isinstance(value, int) and not isinstance(value, bool) and value >= minimum)
+    if not ok:
+        allowed = f"an int >= {minimum}" + (" or None" if allow_none else "")
+        raise ValueError(f"DataSpec.{name} must be {allowed}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which images a run uses. The loaded `Dataset.cache_key()`, not this object, identifies them."""
+
+    # "torchvision" (downloads into kdlib_home()/"torchvision"), or a path to a class-folder tree
+    # or a .tar.gz of one (layout in shared/data/README.md); a relative path is taken from the cwd.
+    source: str = "torchvision"
+    # images per class kept from the training set (class-balanced); None = all (500 for CIFAR-100)
+    train_per_class: int | None = None
+    # images per class kept from the test set; None = all (100 for CIFAR-100)
+    test_per_class: int | None = None
+    # seeds which images a subset takes; irrelevant when both counts are None
+    subset_seed: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.source, os.PathLike):
+            object.__setattr__(self, "source", os.fspath(self.source))
+        if not isinstance(self.source, str) or not self.source:
+            raise ValueError(f"DataSpec.source must be {_ALLOWED_SOURCES}, got {self.source!r}")
+        _check_count("train_per_class", self.train_per_class, 1, allow_none=True)
+        _check_count("test_per_class", self.test_per_class, 1, allow_none=True)
+        _check_count("subset_seed", self.subset_seed, 0, allow_none=False)
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    x: torch.Tensor  # uint8 (N, 3, 32, 32), CPU, contiguous; raw pixels, see normalize()
+    y: torch.Tensor  # int64 (N,), fine label ids in [0, 100)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    train: Split
+    test: Split
+    classes: tuple[str, ...]  # the 100 fine label names; label i is classes[i] (alphabetical)
+    fingerprint: str  # sha256 hex of the source content (see load())
+    spec: DataSpec
+
+    def cache_key(self) -> dict:
+        """What identifies the data of a run: the source's content hash and the subset."""
+        return {"fingerprint": self.fingerprint, "train_per_class": self.spec.train_per_class,
+                "test_per_class": self.spec.test_per_class, "subset_seed": self.spec.subset_seed}
+
+    def describe(self) -> str:
+        """One line for reports: where the images came from and how many were used."""
+        def count(split: Split, per_class: int | None) -> str:
+            return f"{len(split):,}" + (f" ({per_class}/class)" if per_class else "")
+        subset = ""
+        if self.spec.train_per_class or self.spec.test_per_class:
+            subset = f", class-balanced subsets, seed {self.spec.subset_seed}"
+        return (f"CIFAR-100 from {self.spec.source} (sha256 {self.fingerprint[:12]}): "
+                f"{count(self.train, self.spec.train_per_class)} train / "
+                f"{count(self.test, self.spec.test_per_class)} test images{subset}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+
+def load(spec: DataSpec) -> Dataset:
+    """Load the images `spec` names; train/test sorted by (class, file name) for a local copy.
+
+    fingerprint = sha256 of the archive bytes (.tar.gz), of the sorted relative paths and bytes of
+    every file (folder tree), or of the decoded arrays and labels (torchvision).
+    """
+    if spec.source == "torchvision":
+        arrays, classes, fingerprint = _load_torchvision()
+    else:
+        arrays, classes, fingerprint = _load_local(spec.source)
+    train_x, train_y, test_x, test_y = (torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
+    train = _subset(Split(train_x, train_y.long()), spec.train_per_class, spec.subset_seed,
+                    "train_per_class")
+    test = _subset(Split(test_x, test_y.long()), spec.test_per_class, spec.subset_seed,
+                   "test_per_class")
+    return Dataset(train=train, test=test, classes=tuple(classes), fingerprint=fingerprint,
+                   spec=spec)
+
+
+def _load_torchvision():
+    import torchvision  # imported here: a local copy needs no torchvision
+
+    root = kdlib_home() / "torchvision"
+    try:
+        parts = [torchvision.datasets.CIFAR100(str(root), train=t, download=True)
+                 for t in (True, False)]
+    except Exception as e:  # URLError, HTTPError, OSError, a checksum RuntimeError, ...
+        raise RuntimeError(
+            f"DataSpec(source='torchvision'): downloading CIFAR-100 into {root} failed ({e}). "
+            "Pass a local copy as `source` (a class-folder tree or .tar.gz, e.g. "
+            "../shared/data/cifar100-jpg.tar.gz) or set KDLIB_DATA to one.") from e
+    arrays = []
+    for ds in parts:  # ds.data: uint8 (N, 32, 32, 3) -> (N, 3, 32, 32)
+        arrays += [ds.data.transpose(0, 3, 1, 2), np.asarray(ds.targets, dtype=np.int64)]
+    classes = list(parts[0].classes)
+    _check_classes(classes, classes, "torchvision")
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    h.update("\n".join(classes).encode())
+    return arrays, classes, h.hexdigest()
+
+
+def _load_local(source: str):
+    path = Path(source).expanduser()
+    if path.is_dir():
+        files = _read_tree(path)  # every load reads the tree: its content is the fingerprint
+        h = hashlib.sha256()
+        for rel, data in files:
+            h.update(rel.encode() + b"\0" + len(data).to_bytes(8, "little") + data)
+        fingerprint, archive_bytes = h.hexdigest(), None
+    elif path.is_file():
+        archive_bytes = path.read_bytes()  # 19.5 MB for CIFAR-100; hashing takes ~0.05 s
+        fingerprint, files = hashlib.sha256(archive_bytes).hexdigest(), None
+    else:
+        raise FileNotFoundError(f"DataSpec.source {source!r} does not exist; allowed: "
+                                f"{_ALLOWED_SOURCES} ({_LAYOUT})")
+
+    cache = kdlib_home() / "data" / fingerprint / _CACHE_FILE
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as z:
+            arrays = [z["train_x"], z["train_y"], z["test_x"], z["test_y"]]
+            return arrays, [str(c) for c in z["classes"]], fingerprint
+
+    if files is None:
+        files = _read_archive(archive_bytes, source)
+    arrays, classes = _decode(files, source)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    # Atomic: a reader sees either no cache file or a complete one, even if we are killed mid-write.
+    fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, train_x=arrays[0], train_y=arrays[1], test_x=arrays[2], test_y=arrays[3],
+                     classes=np.array(classes))
+        os.replace(tmp, cache)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return arrays, classes, fingerprint
+
+
+def _read_tree(root: Path) -> list[tuple[str, bytes]]:
+    """(relative posix path, bytes) of every non-hidden file under root, sorted by path."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if not name.startswith("."):
+                p = Path(dirpath) / name
+                out.append((p.relative_to(root).as_posix(), p.read_bytes()))
+    return sorted(out)
+
+
+def _read_archive(data: bytes, source: str) -> list[tuple[str, bytes]]:
+    try:
+        tf = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
+    except tarfile.TarError as e:
+        raise ValueError(f"DataSpec.source {source!r} is a file but not a readable tar archive "
+                         f"({e}); expected {_LAYOUT}, as a .tar.gz") from e
+    with tf:
+        return [(m.name.removeprefix("./"), tf.extractfile(m).read()) for m in tf
+                if m.isfile() and not PurePosixPath(m.name).name.startswith(".")]
+
+
+def _decode(files: list[tuple[str, bytes]], source: str):
+    """Image files in the layout -> ([train_x, train_y, test_x, test_y], classes)."""
+    from PIL import Image  # only needed on the first load of a local copy
+
+    items = {"train": [], "test": []}  # (class, file name, bytes)
+    prefixes = set()
+    for rel, data in files:
+        parts = PurePosixPath(rel).parts
+        if not rel.lower().endswith(_IMAGE_SUFFIXES):
+            continue  # READMEs, licences: part of the fingerprint, not of the data
+        if len(parts) < 3 or parts[-3] not in items:
+            raise ValueError(f"DataSpec.source {source!r}: image {rel!r} is not in a "
+                             f"train/<class>/ or test/<class>/ folder; expected {_LAYOUT}")
+        prefixes.add(parts[:-3])
+        items[parts[-3]].append((parts[-2], parts[-1], data))
+    if not prefixes:
+        raise ValueError(f"DataSpec.source {source!r} holds no images; expected {_LAYOUT}")
+    if len(prefixes) != 1 or len(next(iter(prefixes))) > 1:
+        raise ValueError(f"DataSpec.source {source!r}: found train/ and test/ folders under "
+                         f"{sorted('/'.join(p) or '.' for p in prefixes)}; expected {_LAYOUT}")
+    train_classes = sorted({c for c, _, _ in items["train"]})
+    _check_classes(train_classes, sorted({c for c, _, _ in items["test"]}), source)
+
+    label = {c: i for i, c in enumerate(train_classes)}
+    arrays = []
+    for split in ("train", "test"):
+        entries = sorted(items[split], key=lambda e: e[:2])  # by (class, file name)
+        x = np.empty((len(entries), SIZE, SIZE, 3), dtype=np.uint8)
+        for i, (cls, name, data) in enumerate(tqdm(entries, desc=f"decoding {split}", unit="img")):
+            img = Image.open(io.BytesIO(data)).convert("RGB")
+            if img.size != (SIZE, SIZE):
+                raise ValueError(f"DataSpec.source {source!r}: {split}/{cls}/{name} is "
+                                 f"{img.size[0]}x{img.size[1]}; expected {_LAYOUT}")
+            x[i] = np.asarray(img)
+        y = np.array([label[cls] for cls, _, _ in entries], dtype=np.int64)
+        arrays += [np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y]  # (N, 32, 32, 3) -> NCHW
+    return arrays, train_classes
+
+
+def _check_classes(train_classes: list[str], test_classes: list[str], source: str) -> None:
+    if len(train_classes) != NUM_CLASSES or train_classes != test_classes:
+        raise ValueError(
+            f"DataSpec.source {source!r}: found {len(train_classes)} train and "
+            f"{len(test_classes)} test classes (the same names expected in both); "
+            f"expected {_LAYOUT}")
+    if train_classes != sorted(train_classes):
+        raise ValueError(f"DataSpec.source {source!r}: class names are not in alphabetical order")
+
+
+def _subset(split: Split, per_class: int | None, seed: int, field: str) -> Split:
+    """Class-balanced subset: per class, the first `per_class` of a seeded permutation.
+
+    One generator, seeded once, serves the classes in label order, so the result depends only on
+    (labels, per_class, seed); for a fixed seed a smaller subset is contained in a larger one.
+    The kept indices are sorted, so the subset stays in canonical (class, file name) order.
+    """
+    if per_class is None:
+        return split
+    g = torch.Generator().manual_seed(seed)
+    y = split.y.numpy()  # Split tensors are CPU; numpy's stable argsort is fast and simple
+    by_class = torch.from_numpy(np.argsort(y, kind="stable")).split(  # class 0's indices, ...
+        np.bincount(y, minlength=NUM_CLASSES).tolist())
+    keep = []
+    for c, idx in enumerate(by_class):
+        if per_class > len(idx):
+            raise ValueError(f"DataSpec.{field}={per_class} but class {c} has only {len(idx)} "
+                             f"images; allowed: 1..{len(idx)} or None (all)")
+        keep.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
+    keep = torch.cat(keep).sort().values
+    return Split(split.x[keep].contiguous(), split.y[keep].contiguous())
+
+
+# ----------------------------------------------------------------------------------------------
+# Augmentation (SPEC §1): batched tensor ops on the tensors' own device, no PIL per image.
+# Generators: a torch.Generator must live on the device it draws for (torch requires it);
+# None uses torch's global generator for that device.
+
+def pad(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 3, 32, 32) -> (N, 3, 40, 40), zero-padded by PAD on each side.
+
+    Zero pixels (-1 after normalize), as torchvision's RandomCrop(32, padding=4) on PIL images.
+    Pad the training set once; each epoch then only gathers views.
+    """
+    _check_images(x, SIZE, "x")
+    out = x.new_zeros(x.shape[0], 3, SIZE + 2 * PAD, SIZE + 2 * PAD)
+    out[:, :, PAD:PAD + SIZE, PAD:PAD + SIZE] = x
+    return out
+
+
+def random_views(n: int, generator: torch.Generator | None = None,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """int64 (n,) uniform in [0, NUM_VIEWS): an independent crop offset and flip per sample."""
+    return torch.randint(0, NUM_VIEWS, (n,), generator=generator, device=device)
+
+
+def apply_views(padded: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, 40, 40), int64 (B,) -> uint8 (B, 3, 32, 32): view v of each padded image.
+
+    v encodes dy = v // 18, dx = (v // 2) % 9, flip = v % 2: the crop padded[:, :, dy:dy+32,
+    dx:dx+32], mirrored left-right if flip. One torch.gather over the flattened 40x40 planes,
+    no loop over the batch. Views outside [0, NUM_VIEWS) are not checked (that would sync a
+    GPU); they fail as out-of-range indices.
+    """
+    _check_images(padded, SIZE + 2 * PAD, "padded")
+    if views.shape != (padded.shape[0],) or views.dtype != torch.int64:
+        raise ValueError(f"views must be int64 of shape ({padded.shape[0]},), "
+                         f"got {views.dtype} {tuple(views.shape)}")
+    views = views.to(padded.device)
+    dy, dx, flip = views // (2 * NUM_OFFSETS), (views // 2) % NUM_OFFSETS, (views % 2).bool()
+    ar = torch.arange(SIZE, device=padded.device)
+    rows = dy[:, None] + ar  # (B, 32)
+    cols = dx[:, None] + torch.where(flip[:, None], SIZE - 1 - ar, ar)  # (B, 32), reversed if flip
+    side = SIZE + 2 * PAD
+    flat = (rows[:, :, None] * side + cols[:, None, :]).view(-1, 1, SIZE * SIZE)  # (B, 1, 1024)
+    out = padded.flatten(2).gather(2, flat.expand(-1, 3, -1))  # (B, 3, 1024)
+    return out.view(-1, 3, SIZE, SIZE)
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float32 in [-1, 1]: x / 255 * 2 - 1 ("unitcube", SPEC §1)."""
+    if x.dtype != torch.uint8:
+        raise ValueError(f"normalize expects uint8 pixels, got {x.dtype}")
+    return x.float() / 255 * 2 - 1
+
+
+def mixup(x: torch.Tensor, generator: torch.Generator | None = None
+          ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """MixUp with alpha = 1 (SPEC §3): one lam ~ Beta(1, 1) = U(0, 1) per batch, partner = x[perm].
+
+    Returns (lam * x + (1 - lam) * x[perm], perm int64 (B,), lam). Draws lam, then perm, from
+    `generator`, so a seeded generator reproduces both. Reading lam as a float syncs a GPU once.
+    """
+    if not x.is_floating_point():
+        raise ValueError(f"mixup expects a float batch (normalize() first), got {x.dtype}")
+    lam = torch.rand((), generator=generator, device=x.device).item()
+    perm = torch.randperm(x.shape[0], generator=generator, device=x.device)
+    return lam * x + (1 - lam) * x[perm], perm, lam
+
+
+def _check_images(x: torch.Tensor, size: int, name: str) -> None:
+    if x.dtype != torch.uint8 or x.dim() != 4 or tuple(x.shape[1:]) != (3, size, size):
+        raise ValueError(f"{name} must be uint8 of shape (N, 3, {size}, {size}), "
+                         f"got {x.dtype} {tuple(x.shape)}")

@@ -1,0 +1,62 @@
+"""Named scales: how much data and how many epochs each experiment uses (SPEC §4, §7).
+
+Defined here once; notebooks, tests and benchmarks pick one by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kdlib.config import Recipe
+from kdlib.data import DataSpec
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A consistent reduction of the protocol."""
+
+    name: str
+    description: str            # one line for the report
+    train_per_class: int | None  # training images per class (None = all 500)
+    test_per_class: int | None   # test images per class (None = all 100)
+    teacher: Recipe              # teachers' recipe
+    student: Recipe              # students' recipe
+    n_teachers: int              # size of the teacher pool (ensembles use the first m)
+
+    def data_spec(self, source: str = "torchvision") -> DataSpec:
+        return DataSpec(source=source, train_per_class=self.train_per_class, test_per_class=self.test_per_class)
+
+
+SCALES = {
+    "paper": Scale(
+        name="paper",
+        description="the full protocol: 50,000 training images, 200 teacher / 300 student epochs",
+        train_per_class=None, test_per_class=None,
+        teacher=Recipe(epochs=200, batch_size=256, lr=0.1, lr_min=0.0, eval_every=10),
+        student=Recipe(epochs=300, batch_size=128, lr=0.05, lr_min=1e-6, eval_every=10),
+        n_teachers=5,
+    ),
+    "reduced": Scale(
+        name="reduced",
+        description="a CPU-sized reduction: 100 training images per class, 20 epochs, full test set",
+        train_per_class=100, test_per_class=None,
+        teacher=Recipe(epochs=20, batch_size=128, lr=0.1, lr_min=0.0, eval_every=5),
+        student=Recipe(epochs=20, batch_size=128, lr=0.05, lr_min=1e-6, eval_every=5),
+        n_teachers=3,
+    ),
+    "tiny": Scale(
+        name="tiny",
+        description="a smoke test: 5 training and 2 test images per class, 2 epochs",
+        train_per_class=5, test_per_class=2,
+        teacher=Recipe(epochs=2, batch_size=50, lr=0.1, lr_min=0.0, eval_every=1),
+        student=Recipe(epochs=2, batch_size=50, lr=0.05, lr_min=1e-6, eval_every=1),
+        n_teachers=3,
+    ),
+}
+
+
+def get_scale(name: str) -> Scale:
+    """The named scale; an unknown name raises a ValueError listing the known ones."""
+    if name not in SCALES:
+        raise ValueError(f"scale must be one of {tuple(SCALES)}, got {name!r}")
+    return SCALES[name]

@@ -1,0 +1,335 @@
+"""Tests for kdlib.data: augmentation against a plain reference, subsets, loading, the real data."""
+
+import io
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from kdlib import data as kdata
+from kdlib.data import NUM_CLASSES, NUM_VIEWS, PAD, DataSpec
+
+REAL_SHA256 = "a7ec3668b61824f0919c9fcb2da3d80038c917d15c3506edc2c0a9494919a733"
+
+
+# ---------------------------------------------------------------------------------------------
+# Augmentation
+
+def reference_views(img: torch.Tensor) -> dict[tuple[int, int, int], torch.Tensor]:
+    """All crops/flips of one uint8 (3, 32, 32) image by plain loops: (dy, dx, flip) -> view."""
+    padded = F.pad(img, (PAD, PAD, PAD, PAD))  # zero padding, as RandomCrop(padding=4)
+    out = {}
+    for dy in range(2 * PAD + 1):
+        for dx in range(2 * PAD + 1):
+            crop = padded[:, dy:dy + 32, dx:dx + 32]
+            out[(dy, dx, 0)] = crop
+            out[(dy, dx, 1)] = torch.flip(crop, dims=[2])
+    return out
+
+
+def random_images(n: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
+
+
+def test_view_ids_are_a_bijection_onto_the_162_views():
+    # 3072 distinct nonzero pixel values (int64), so every offset and flip gives a different image;
+    # apply_views takes uint8, so it is applied to the two base-256 digits and they are recombined
+    img = (torch.randperm(3 * 32 * 32, generator=torch.Generator().manual_seed(0)) + 1)
+    img = img.reshape(3, 32, 32)
+    ref = reference_views(img)
+    views = torch.arange(NUM_VIEWS)
+    lo, hi = (img % 256).to(torch.uint8), (img // 256).to(torch.uint8)
+    out = [kdata.apply_views(kdata.pad(part[None].expand(NUM_VIEWS, -1, -1, -1)), views).long()
+           for part in (lo, hi)]
+    got = out[0] + 256 * out[1]  # (162, 3, 32, 32)
+    for v in range(NUM_VIEWS):
+        key = (v // 18, (v // 2) % 9, v % 2)
+        assert torch.equal(got[v], ref[key]), key
+    assert len({tuple(g.flatten().tolist()) for g in got}) == NUM_VIEWS
+
+
+def test_every_augmented_image_is_one_of_its_162_views():
+    x = random_images(8)
+    refs = [torch.stack(list(reference_views(img).values())) for img in x]  # each (162, 3, 32, 32)
+    g = torch.Generator().manual_seed(1)
+    padded = kdata.pad(x)
+    for _ in range(20):
+        out = kdata.apply_views(padded, kdata.random_views(len(x), g))
+        assert out.shape == (8, 3, 32, 32) and out.dtype == torch.uint8 and out.is_contiguous()
+        for img, ref in zip(out, refs):
+            assert (ref == img).flatten(1).all(1).sum() == 1
+
+
+def test_pad_is_zero():
+    x = torch.full((2, 3, 32, 32), 200, dtype=torch.uint8)
+    p = kdata.pad(x)
+    assert p.shape == (2, 3, 40, 40) and p.dtype == torch.uint8
+    assert torch.equal(p, F.pad(x, (PAD,) * 4))
+    border = torch.ones(40, 40, dtype=torch.bool)
+    border[PAD:-PAD, PAD:-PAD] = False
+    assert (p[:, :, border] == 0).all() and (p[:, :, ~border] == 200).all()
+    assert kdata.normalize(p)[:, :, border].eq(-1).all()  # padding is black, -1 in unitcube
+
+
+def test_random_views_cover_offsets_and_flip_half():
+    v = kdata.random_views(50_000, torch.Generator().manual_seed(0), "cpu")
+    assert v.dtype == torch.int64 and v.min() >= 0 and v.max() < NUM_VIEWS
+    assert abs((v % 2).float().mean().item() - 0.5) < 0.01
+    offsets = torch.stack([v // 18, (v // 2) % 9], 1)
+    assert len({tuple(o) for o in offsets.tolist()}) == 81
+    assert torch.bincount(v, minlength=NUM_VIEWS).min() > 200  # uniform: ~309 each
+    # reproducible from the seed
+    assert torch.equal(v, kdata.random_views(50_000, torch.Generator().manual_seed(0), "cpu"))
+
+
+def test_bad_augmentation_inputs_are_rejected():
+    with pytest.raises(ValueError, match="uint8"):
+        kdata.pad(torch.zeros(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="views"):
+        kdata.apply_views(torch.zeros(2, 3, 40, 40, dtype=torch.uint8), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="uint8"):
+        kdata.normalize(torch.zeros(2))
+
+
+def test_normalize_unitcube():
+    x = torch.tensor([0, 51, 255], dtype=torch.uint8)
+    out = kdata.normalize(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, torch.tensor([-1.0, -0.6, 1.0]))
+    assert out[0].item() == -1.0 and out[2].item() == 1.0
+
+
+def test_mixup_formula_and_reproducible():
+    x = torch.randn(16, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    mixed, perm, lam = kdata.mixup(x, torch.Generator().manual_seed(5))
+    assert isinstance(lam, float) and 0.0 <= lam <= 1.0
+    assert sorted(perm.tolist()) == list(range(16))
+    torch.testing.assert_close(mixed, lam * x + (1 - lam) * x[perm])
+    mixed2, perm2, lam2 = kdata.mixup(x, torch.Generator().manual_seed(5))
+    assert lam2 == lam and torch.equal(perm2, perm) and torch.equal(mixed2, mixed)
+    lams = [kdata.mixup(x, torch.Generator().manual_seed(s))[2] for s in range(200)]
+    assert 0.4 < np.mean(lams) < 0.6 and min(lams) < 0.1 and max(lams) > 0.9  # ~U(0, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# DataSpec and subsets
+
+@pytest.mark.parametrize("field,value", [("train_per_class", 0), ("test_per_class", -1),
+                                         ("train_per_class", 2.5), ("test_per_class", True),
+                                         ("subset_seed", -1), ("subset_seed", None)])
+def test_dataspec_rejects_bad_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        DataSpec(**{field: value})
+
+
+def labels(per_class: int) -> torch.Tensor:
+    return torch.arange(NUM_CLASSES).repeat_interleave(per_class)
+
+
+def test_subsets_are_balanced_and_deterministic():
+    y = labels(10)
+    split = kdata.Split(torch.arange(len(y)), y)  # x = original index, to see which were taken
+    a = kdata._subset(split, 3, seed=0, field="train_per_class")
+    assert len(a) == 300 and torch.equal(torch.bincount(a.y), torch.full((NUM_CLASSES,), 3))
+    assert torch.equal(a.x, a.x.sort().values)  # canonical order kept
+    assert torch.equal(a.y, y[a.x])
+    assert torch.equal(kdata._subset(split, 3, seed=0, field="train_per_class").x, a.x)
+    assert not torch.equal(kdata._subset(split, 3, seed=1, field="train_per_class").x, a.x)
+    bigger = kdata._subset(split, 5, seed=0, field="train_per_class")
+    assert set(a.x.tolist()) < set(bigger.x.tolist())  # nested for a fixed seed
+    assert kdata._subset(split, None, seed=0, field="train_per_class") is split
+    with pytest.raises(ValueError, match="test_per_class"):
+        kdata._subset(split, 11, seed=0, field="test_per_class")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading from small synthetic class-folder trees and archives
+
+def class_names(n=NUM_CLASSES):
+    return [f"class{i:03d}" for i in range(n)]
+
+
+def jpeg(red: int, green: int, size=(32, 32)) -> bytes:
+    """A flat image: red encodes the class, green the file, so both survive JPEG (+-2)."""
+    buf = io.BytesIO()
+    Image.new("RGB", size, (red, green, 0)).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def synthetic_files(n_classes=NUM_CLASSES, n_train=2, n_test=1, top="", bad_size=False):
+    """{relative path: bytes}; files named so that creation order != sorted order."""
+    files = {}
+    for c, name in enumerate(class_names(n_classes)):
+        for split, n in (("train", n_train), ("test", n_test)):
+            for k in reversed(range(n)):
+                size = (31, 32) if bad_size and c == 7 else (32, 32)
+                files[f"{top}{split}/{name}/img{k}.jpg"] = jpeg(2 * c, 60 * k + 30, size)
+    files[f"{top}README.txt"] = b"not an image"
+    return files
+
+
+def write_tree(root, files):
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def write_tar(path, files):
+    with tarfile.open(path, "w:gz") as tf:
+        for rel, data in files.items():
+            info = tarfile.TarInfo(rel)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDLIB_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def check_synthetic(ds, n_train=2, n_test=1):
+    assert ds.classes == tuple(class_names())
+    for split, n in ((ds.train, n_train), (ds.test, n_test)):
+        assert split.x.shape == (NUM_CLASSES * n, 3, 32, 32) and split.x.dtype == torch.uint8
+        assert split.x.is_contiguous() and split.y.dtype == torch.int64
+        assert torch.equal(split.y, labels(n))  # sorted by class
+        red, green = split.x[:, 0].float().mean((1, 2)), split.x[:, 1].float().mean((1, 2))
+        assert (red - 2 * split.y).abs().max() <= 2
+        k = torch.arange(n).repeat(NUM_CLASSES)  # sorted by file name within a class
+        assert (green - (60 * k + 30)).abs().max() <= 2
+
+
+def test_load_tree_and_archive(tmp_path, home):
+    files = synthetic_files()
+    tree = kdata.load(DataSpec(source=str(write_tree(tmp_path / "tree", files))))
+    check_synthetic(tree)
+    top = {"synth/" + k: v for k, v in files.items()}  # one top folder, like cifar100-jpg/
+    archive = kdata.load(DataSpec(source=write_tar(tmp_path / "synth.tar.gz", top)))
+    check_synthetic(archive)
+    assert torch.equal(archive.train.x, tree.train.x)  # same decoded pixels either way
+    assert archive.fingerprint != tree.fingerprint and len(archive.fingerprint) == 64
+    assert archive.cache_key() == {"fingerprint": archive.fingerprint, "train_per_class": None,
+                                   "test_per_class": None, "subset_seed": 0}
+    assert archive.fingerprint[:12] in archive.describe() and "200 train" in archive.describe()
+
+    sub = kdata.load(DataSpec(source=str(tmp_path / "synth.tar.gz"), train_per_class=1,
+                              subset_seed=3))
+    assert len(sub.train) == 100 and len(sub.test) == 100
+    assert torch.equal(sub.train.y, labels(1))
+    assert sub.cache_key()["train_per_class"] == 1 and sub.cache_key()["subset_seed"] == 3
+    with pytest.raises(ValueError, match="test_per_class"):
+        kdata.load(DataSpec(source=str(tmp_path / "synth.tar.gz"), test_per_class=2))
+
+
+def test_second_load_reads_the_cache(tmp_path, home, monkeypatch):
+    files = synthetic_files()
+    sources = [str(write_tree(tmp_path / "tree", files)),
+               str(write_tar(tmp_path / "a.tar.gz", files))]
+    first = [kdata.load(DataSpec(source=s)) for s in sources]
+    for ds in first:
+        assert (home / "data" / ds.fingerprint / "arrays-v1.npz").exists()
+    assert not list(home.rglob("*.tmp"))  # no stray half-written files
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+    monkeypatch.setattr(kdata, "_decode", no_decoding)
+    monkeypatch.setattr(kdata, "_read_archive", no_decoding)
+    for s, ds in zip(sources, first):
+        again = kdata.load(DataSpec(source=s))
+        assert again.fingerprint == ds.fingerprint and again.classes == ds.classes
+        assert torch.equal(again.train.x, ds.train.x) and torch.equal(again.test.y, ds.test.y)
+
+
+def test_fingerprint_follows_content(tmp_path, home):
+    files = synthetic_files()
+    tree = write_tree(tmp_path / "tree", files)
+    before = kdata.load(DataSpec(source=str(tree)))
+    (tree / "train/class005/img0.jpg").write_bytes(jpeg(200, 200))
+    after = kdata.load(DataSpec(source=str(tree)))
+    assert after.fingerprint != before.fingerprint
+    assert not torch.equal(after.train.x, before.train.x)  # not served from the old cache
+
+    a = kdata.load(DataSpec(source=write_tar(tmp_path / "a.tar.gz", files)))
+    files["test/class000/img0.jpg"] = jpeg(0, 200)
+    b = kdata.load(DataSpec(source=write_tar(tmp_path / "b.tar.gz", files)))
+    assert a.fingerprint != b.fingerprint
+
+
+def test_malformed_sources(tmp_path, home):
+    missing = str(tmp_path / "nowhere.tar.gz")
+    with pytest.raises(FileNotFoundError, match="source.*torchvision"):
+        kdata.load(DataSpec(source=missing))
+    few = write_tree(tmp_path / "few", synthetic_files(n_classes=99))
+    with pytest.raises(ValueError, match="99 train.*class-folder tree"):
+        kdata.load(DataSpec(source=str(few)))
+    wrong_size = write_tar(tmp_path / "size.tar.gz", synthetic_files(bad_size=True))
+    with pytest.raises(ValueError, match="31x32"):
+        kdata.load(DataSpec(source=str(wrong_size)))
+    not_tar = tmp_path / "junk.tar.gz"
+    not_tar.write_bytes(b"junk")
+    with pytest.raises(ValueError, match="tar"):
+        kdata.load(DataSpec(source=str(not_tar)))
+    stray = write_tree(tmp_path / "stray", {"img.jpg": jpeg(0, 0)})
+    with pytest.raises(ValueError, match="train/<class>"):
+        kdata.load(DataSpec(source=str(stray)))
+
+
+def test_torchvision_download_failure_is_explained(home, monkeypatch):
+    import torchvision
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+    monkeypatch.setattr(torchvision.datasets, "CIFAR100", offline)
+    with pytest.raises(RuntimeError, match="KDLIB_DATA"):
+        kdata.load(DataSpec())
+
+
+def test_torchvision_source_layout(home, monkeypatch):
+    import torchvision
+
+    class FakeCIFAR100:  # the attributes kdlib reads: .data (N, 32, 32, 3) uint8, .targets, .classes
+        def __init__(self, root, train, download):
+            n = 200 if train else 100
+            g = np.random.default_rng(int(train))
+            self.data = g.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+            self.targets = list(range(NUM_CLASSES)) * (n // NUM_CLASSES)
+            self.classes = class_names()
+    monkeypatch.setattr(torchvision.datasets, "CIFAR100", FakeCIFAR100)
+    ds = kdata.load(DataSpec())
+    fake = FakeCIFAR100(None, True, True)
+    assert torch.equal(ds.train.x, torch.from_numpy(fake.data).permute(0, 3, 1, 2))  # NHWC -> NCHW
+    assert ds.train.y.dtype == torch.int64 and ds.train.y.tolist() == fake.targets
+    assert ds.test.x.shape == (100, 3, 32, 32) and ds.train.x.is_contiguous()
+    assert ds.classes == tuple(class_names()) and len(ds.fingerprint) == 64
+    sub = kdata.load(DataSpec(train_per_class=1))
+    assert sub.fingerprint == ds.fingerprint  # the content hash, not the subset
+    assert torch.equal(torch.bincount(sub.train.y), torch.ones(NUM_CLASSES, dtype=torch.long))
+
+
+# ---------------------------------------------------------------------------------------------
+# The real offline CIFAR-100 copy (skipped when absent)
+
+def test_real_cifar100(cifar_real, cifar_real_source):
+    ds = cifar_real
+    assert ds.fingerprint == REAL_SHA256
+    assert len(ds.train) == 50_000 and len(ds.test) == 10_000
+    assert ds.train.x.shape == (50_000, 3, 32, 32) and ds.train.x.dtype == torch.uint8
+    assert len(ds.classes) == 100 and ds.classes[0] == "apple" and ds.classes[99] == "worm"
+    assert ds.classes[1] == "aquarium_fish"
+    assert torch.equal(torch.bincount(ds.train.y), torch.full((100,), 500))
+    assert torch.equal(torch.bincount(ds.test.y), torch.full((100,), 100))
+    assert torch.equal(ds.train.y, labels(500))  # sorted by class
+    means = ds.train.x.float().mean((0, 2, 3)) / 255  # README: 0.5067 / 0.4864 / 0.4410
+    torch.testing.assert_close(means, torch.tensor([0.5067, 0.4864, 0.4410]), atol=5e-4, rtol=0)
+
+    sub = kdata.load(DataSpec(source=cifar_real_source, train_per_class=10, test_per_class=5))
+    assert len(sub.train) == 1000 and len(sub.test) == 500 and sub.fingerprint == REAL_SHA256
+    assert torch.equal(torch.bincount(sub.train.y), torch.full((100,), 10))
