@@ -12,13 +12,18 @@ from kdlib.train import get_run
 EXECUTORS = ("inline",)
 
 
+def check_executor(executor: str) -> str:
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+    return executor
+
+
 def run_all(specs: Sequence[Spec], dataset: kdata.Dataset, *, executor: str = "inline",
             cache: RunCache | None = None, device: str = "auto", progress: bool = True) -> list[Run]:
     """The finished runs for `specs`, in order; cached ones are reused, missing ones trained.
 
     executor: "inline" trains in this process, one run after another.
     """
-    if executor not in EXECUTORS:
-        raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+    check_executor(executor)
     cache = cache if cache is not None else RunCache()
     return [get_run(spec, dataset, cache, device=device, progress=progress) for spec in specs]

@@ -22,6 +22,14 @@ class Scale:
     teacher: Recipe              # teachers' recipe
     student: Recipe              # students' recipe
     n_teachers: int              # size of the teacher pool (ensembles use the first m)
+    # Experiment grids (SPEC §6); smaller scales run fewer, cheaper points.
+    self_distill_students: int = 3             # E1: students of teacher 0 (seeds 0..k-1)
+    ensemble_sizes: tuple[int, ...] = (1, 3, 5)  # E2: ensembles of the first m teachers
+    lambdas: tuple[float, ...] = (0.0, 0.1, 0.2, 0.25, 0.3, 0.35, 0.375, 0.4, 0.5, 0.75, 1.0)  # E3
+    lambda_norms: tuple[str, ...] = ("layer", "batch")  # E3: the paper's model and the study's
+    taus: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)  # E5 temperatures (plus tau 4 with MixUp)
+    long_factor: int = 2                        # E6: the long SGD run trains this many times longer
+    adam_lr: float = 5e-3                       # E6: Adam's learning rate (the study's choice)
 
     def data_spec(self, source: str = "torchvision") -> DataSpec:
         return DataSpec(source=source, train_per_class=self.train_per_class, test_per_class=self.test_per_class)
@@ -38,11 +46,12 @@ SCALES = {
     ),
     "reduced": Scale(
         name="reduced",
-        description="a CPU-sized reduction: 100 training images per class, 20 epochs, full test set",
-        train_per_class=100, test_per_class=None,
-        teacher=Recipe(epochs=20, batch_size=128, lr=0.1, lr_min=0.0, eval_every=5),
-        student=Recipe(epochs=20, batch_size=128, lr=0.05, lr_min=1e-6, eval_every=5),
-        n_teachers=3,
+        description="a CPU-sized reduction: 40 training and 20 test images per class, 10 epochs",
+        train_per_class=40, test_per_class=20,
+        teacher=Recipe(epochs=10, batch_size=128, lr=0.1, lr_min=0.0, eval_every=2),
+        student=Recipe(epochs=10, batch_size=128, lr=0.05, lr_min=1e-6, eval_every=2),
+        n_teachers=3, self_distill_students=2, ensemble_sizes=(1, 3),
+        lambdas=(0.0, 1 / 3, 2 / 3, 1.0), taus=(1.0, 4.0, 8.0),
     ),
     "tiny": Scale(
         name="tiny",
@@ -50,7 +59,8 @@ SCALES = {
         train_per_class=5, test_per_class=2,
         teacher=Recipe(epochs=2, batch_size=50, lr=0.1, lr_min=0.0, eval_every=1),
         student=Recipe(epochs=2, batch_size=50, lr=0.05, lr_min=1e-6, eval_every=1),
-        n_teachers=3,
+        n_teachers=2, self_distill_students=2, ensemble_sizes=(1, 2),
+        lambdas=(0.0, 1.0), taus=(1.0, 4.0),
     ),
 }
 

@@ -1,0 +1,90 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Appendix · Reproducing this report
+#
+# The environment this page was built in, the commands that rebuild it, and the compute each
+# experiment took. Times are the training and evaluation seconds recorded in each run's cache entry,
+# so cached runs report the time they took when they were first trained.
+
+# %% tags=["parameters"]
+scale = "reduced"
+data = ""
+device = "auto"
+executor = "inline"
+
+# %%
+import platform
+
+import pandas as pd
+import torch
+from IPython.display import Markdown
+
+import kdlib
+from kdlib import experiments as ex
+from kdlib.cache import runs_home
+from kdlib.train import resolve_device
+
+exp = ex.open_experiment(scale, data, device, executor)
+sc = exp.scale
+
+# %% tags=["hide-input"]
+Markdown(f"""
+| | |
+|---|---|
+| kdlib | {kdlib.__version__} |
+| Python | {platform.python_version()} |
+| PyTorch | {torch.__version__} |
+| device | {resolve_device(device)} ({torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or 'CPU'}) |
+| CPU threads | {torch.get_num_threads()} |
+| scale | {sc.name}: {sc.description} |
+| data | {exp.dataset.describe()} |
+| run cache | `$KDLIB_RUNS`, here {'set' if 'KDLIB_RUNS' in __import__('os').environ else 'the default ' + str(runs_home()).replace(str(__import__('pathlib').Path.home()), '~')} |
+""")
+
+# %% [markdown]
+# ## Commands
+#
+# From a fresh clone, `make report` sets up a virtual environment and builds this report at the
+# reduced scale; `make report SCALE=paper` runs the full protocol (a GPU job), and
+# `make report DATA=path/to/cifar100` uses a local copy of CIFAR-100 instead of torchvision's
+# download. `make test` runs the test suite. Runs are cached, so a second build only re-renders.
+
+# %%
+plans = {
+    "E0 teachers": ex.teachers(sc),
+    "E1 self-distillation": ex.self_distillation_specs(sc),
+    "E2 ensembles": ex.ensemble_specs(sc),
+    "E3 initialisation": [s for n in sc.lambda_norms for s in [ex.teachers(sc, n)[0], *ex.initialisation_specs(sc, n)]],
+    "E4 CKA": list(ex.cka_specs(sc).values()),
+    "E5 temperature": list(ex.temperature_specs(sc).values()),
+    "E6 optimiser": list(ex.optimiser_specs(sc).values()),
+}
+seen, rows = set(), []
+for name, specs in plans.items():
+    runs = exp.run(specs)
+    new = [r for r in runs if r.id not in seen]
+    seen.update(r.id for r in runs)
+    rows.append({"experiment": name, "runs used": len(runs), "new runs": len(new),
+                 "train (min)": sum(r.info["train_seconds"] for r in new) / 60,
+                 "eval (min)": sum(r.info["eval_seconds"] for r in new) / 60})
+cost = pd.DataFrame(rows).set_index("experiment")
+cost.loc["total"] = cost.sum()
+cost.round(2)
+
+# %% tags=["hide-input"]
+Markdown(f"""
+A run used by several experiments is counted where it first appears. In all, the report at this scale
+rests on {len(seen)} runs and {cost.loc['total', 'train (min)'] + cost.loc['total', 'eval (min)']:.1f} minutes of
+training and evaluation on {', '.join(sorted({r.info['device'] for r in exp.run([*ex.all_specs(sc)])}))}.
+""")

@@ -1,0 +1,103 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Setup
+#
+# Which data, model and recipes every experiment in this report uses, and where our protocol
+# departs from the paper's and from the replication study's. The values below are read from the
+# objects the experiments run with, so the page cannot drift from the code.
+
+# %% tags=["parameters"]
+scale = "reduced"   # "paper", "reduced" or "tiny" (kdlib.scales)
+data = ""           # a CIFAR-100 source; "" = $KDLIB_DATA, else torchvision's download
+device = "auto"     # "auto", "cpu", "cuda"
+executor = "inline"
+
+# %%
+import pandas as pd
+from IPython.display import Markdown
+
+from kdlib import experiments as ex
+from kdlib.models import preresnet20
+
+exp = ex.open_experiment(scale, data, device, executor)
+sc, ds = exp.scale, exp.dataset
+
+# %% [markdown]
+# ## Data
+
+# %% tags=["hide-input"]
+Markdown(f"""
+All runs at the **{sc.name}** scale ({sc.description}) use {ds.describe()}.
+The source's sha256 is `{ds.fingerprint}`. Training images are augmented with a random 32x32 crop
+of the zero-padded (4 px) image and a horizontal flip with probability 0.5; pixels are mapped to
+[-1, 1]. Evaluation uses the {len(ds.test):,} test images without augmentation.
+""")
+
+# %% [markdown]
+# The offline copy used where CIFAR-100 cannot be downloaded stores every image as a JPEG
+# (quality 75), so its pixels differ slightly from the official release; absolute accuracies on it
+# run a little lower, while comparisons between runs on the same copy stay fair.
+
+# %% [markdown]
+# ## Model
+
+# %% tags=["hide-input"]
+counts = {norm: sum(p.numel() for p in preresnet20(norm=norm).parameters()) for norm in ("batch", "layer")}
+Markdown(f"""
+PreResNet-20: a 3x3 stem convolution, three stages of three pre-activation basic blocks
+(16, 32 and 64 channels), then norm, ReLU, global average pooling and a linear layer to 100
+classes. With BatchNorm it has {counts['batch']:,} parameters; the LayerNorm variant
+(GroupNorm with one group in place of every BatchNorm) has {counts['layer']:,}.
+""")
+
+# %% [markdown]
+# ## Recipes at this scale
+
+# %%
+def recipe_row(who, r):
+    return {"": who, "epochs": r.epochs, "batch": r.batch_size, "optimiser": r.optimizer.upper()
+            + (" (Nesterov)" if r.optimizer == "sgd" and r.nesterov else ""),
+            "lr": r.lr, "final lr": r.lr_min, "weight decay": r.weight_decay}
+
+pd.DataFrame([recipe_row("teachers", sc.teacher), recipe_row("students", sc.student)]).set_index("")
+
+# %% tags=["hide-input"]
+Markdown(f"""
+The cosine schedule steps once per epoch; the last partial batch of each epoch is dropped.
+The teacher pool has {sc.n_teachers} members (seeds 0 to {sc.n_teachers - 1}); students use
+temperature 4 and no label term (alpha = 0) unless an experiment varies them.
+""")
+
+# %% [markdown]
+# ## Deviations: paper, study and this report
+#
+# The paper's column summarises Stanton et al. (2021); the study's, the replication by
+# Alakbarli et al. (2026). Entries marked *fix* correct an error in earlier code.
+
+# %%
+pd.DataFrame([
+    {"aspect": "normalisation in E3 and E6", "paper": "LayerNorm", "study": "BatchNorm",
+     "this report": "both (" + ", ".join(sc.lambda_norms) + ")"},
+    {"aspect": "lambda grid (E3)", "paper": "dense", "study": "0, .25, .375, .5, 1",
+     "this report": ", ".join(f"{v:.3g}" for v in sc.lambdas)},
+    {"aspect": "NLL", "paper": "true NLL", "study": "~20 (indexing bug)", "this report": "true NLL (fix)"},
+    {"aspect": "CKA", "paper": "linear CKA over examples", "study": "RBF kernel per batch over spatial columns",
+     "this report": "linear CKA over examples (fix)"},
+    {"aspect": "fidelity baseline", "paper": "student of teacher j vs teacher i",
+     "study": "teacher vs teacher, presented as the paper's", "this report": "both, named (fix)"},
+    {"aspect": "E6 schedule", "paper": "1k and 5k epochs, LayerNorm",
+     "study": "300 / 600 epochs, BatchNorm", "this report": f"{sc.student.epochs} / {sc.student.epochs * sc.long_factor} epochs"},
+    {"aspect": "training data", "paper": "50,000 images", "study": "50,000 images",
+     "this report": f"{len(ds.train):,} images"},
+]).set_index("aspect")
