@@ -347,16 +347,20 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     return x.float() / 255 * 2 - 1
 
 
-def mixup(x: torch.Tensor, generator: torch.Generator | None = None
-          ) -> tuple[torch.Tensor, torch.Tensor, float]:
+def mixup(x: torch.Tensor, generator: torch.Generator | None = None, *, keep_on_device: bool = False
+          ) -> tuple[torch.Tensor, torch.Tensor, float | torch.Tensor]:
     """MixUp with alpha = 1 (SPEC §3): one lam ~ Beta(1, 1) = U(0, 1) per batch, partner = x[perm].
 
     Returns (lam * x + (1 - lam) * x[perm], perm int64 (B,), lam). Draws lam, then perm, from
-    `generator`, so a seeded generator reproduces both. Reading lam as a float syncs a GPU once.
+    `generator`, so a seeded generator reproduces both. lam is a Python float, which makes a GPU
+    wait once per call; with keep_on_device=True it stays a 0-dim float32 tensor on x's device
+    (what a training loop wants: no host synchronisation). Both give bit-identical mixes.
     """
     if not x.is_floating_point():
         raise ValueError(f"mixup expects a float batch (normalize() first), got {x.dtype}")
-    lam = torch.rand((), generator=generator, device=x.device).item()
+    lam = torch.rand((), generator=generator, device=x.device)
+    if not keep_on_device:
+        lam = lam.item()
     perm = torch.randperm(x.shape[0], generator=generator, device=x.device)
     return lam * x + (1 - lam) * x[perm], perm, lam
 

@@ -8,7 +8,10 @@ from torch import nn
 from kdlib import data as kdata
 from kdlib import metrics
 
-EVAL_BATCH = 1000
+# Images per forward pass in evaluation. On CPU small batches are fastest (activations stay in
+# cache: 900 img/s at 128-200 vs 400 at 1000, one thread); the GPU wants large ones. Outputs do
+# not depend on it (every layer is per-example in eval mode; checked bit-identical on CPU).
+EVAL_BATCH = {"cuda": 2500, "cpu": 200}
 # CKA uses a fixed, class-balanced subset of the test set: every k-th image of the canonical
 # (class-sorted) order, at most this many images (1,000 = 10 per class on the full test set).
 CKA_EXAMPLES = 1000
@@ -16,14 +19,19 @@ CKA_EXAMPLES = 1000
 AUGMENTED_EVAL_SEED = 1234
 
 
+def eval_batch(device: torch.device) -> int:
+    return EVAL_BATCH.get(torch.device(device).type, EVAL_BATCH["cpu"])
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, device: torch.device, views: torch.Tensor | None = None,
-            batch_size: int = EVAL_BATCH) -> torch.Tensor:
+            batch_size: int | None = None) -> torch.Tensor:
     """Logits (N, C) float32 for uint8 images x (N, 3, 32, 32), model in eval mode.
 
     With `views` (N,) the images are first augmented by those crop/flip views (SPEC §1).
-    The caller's train/eval mode is restored afterwards.
+    The caller's train/eval mode is restored afterwards. batch_size: default `eval_batch(device)`.
     """
+    batch_size = batch_size or eval_batch(device)
     was_training = model.training
     model.eval()
     out = []
@@ -44,12 +52,15 @@ def cka_indices(n_test: int) -> torch.Tensor:
 @torch.no_grad()
 def stage_features(model: nn.Module, x: torch.Tensor, device: torch.device,
                    batch_size: int = 250) -> list[torch.Tensor]:
-    """The three stage outputs for uint8 images x, flattened per example: [(N, d1), (N, d2), (N, d3)]."""
+    """The three stage outputs for uint8 images x, flattened per example: [(N, d1), (N, d2), (N, d3)].
+
+    Flattened in (C, H, W) order whatever the memory format (channels_last runs faster on CPU).
+    """
     model.eval()
     chunks = [[], [], []]
     for i in range(0, len(x), batch_size):
-        feats = model.stage_features(kdata.normalize(x[i:i + batch_size].to(device)))
-        for c, f in zip(chunks, feats):
+        xb = kdata.normalize(x[i:i + batch_size].to(device)).contiguous(memory_format=torch.channels_last)
+        for c, f in zip(chunks, model.stage_features(xb)):
             c.append(f.flatten(1).float().cpu())
     return [torch.cat(c) for c in chunks]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -203,7 +204,13 @@ def open_experiment(scale: str = "reduced", data: str = "", device: str = "auto"
     check_executor(executor)
     resolve_device(device)
     sc = get_scale(scale)
-    dataset = kdata.load(sc.data_spec(data or kdata.default_source()))
+    source = data or kdata.default_source()
+    if source != "torchvision" and not Path(source).expanduser().exists():
+        name = "data" if data else "$KDLIB_DATA"
+        raise FileNotFoundError(f"{name}={source!r} does not exist; allowed: '' ($KDLIB_DATA, else "
+                                "torchvision's download), 'torchvision', or the path of a CIFAR-100 "
+                                "class-folder tree or .tar.gz of one")
+    dataset = kdata.load(sc.data_spec(source))
     return Experiment(scale=sc, dataset=dataset, device=device, executor=executor)
 
 

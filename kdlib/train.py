@@ -3,10 +3,21 @@
 `get_run(spec, dataset)` is the one entry point: it returns the cached run for that spec and
 data, or trains it (first training any teachers it needs). Training checkpoints every epoch;
 an interrupted run resumes from its last checkpoint and ends with the same result.
+
+Where the speed comes from (issue 4; README "Speed" has the measured figures):
+- the training set lives on the training device as padded uint8 (N, 3, 40, 40); a batch is one
+  gather of crop/flip views (data.apply_views): no per-image PIL work, no DataLoader;
+- NHWC (channels_last) activations and weights;
+- students read their teachers' logits from the exact logit cache when it pays (kdlib.logit_cache)
+  instead of running every teacher on every batch;
+- on CUDA: bf16 autocast (precision="auto"), cuDNN autotuning, and nothing inside an epoch waits
+  for the device (losses and counts accumulate there; one read per epoch);
+- torch.compile of the training forward passes, opt-in (compile=True).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -19,15 +30,18 @@ from tqdm import tqdm
 import kdlib
 from kdlib import data as kdata
 from kdlib import evaluate as ev
+from kdlib import logit_cache as lcache
 from kdlib.cache import CorruptFileError, Run, RunCache, load_tensors, run_id, save_tensors
 from kdlib.config import Recipe, Spec, StudentSpec, TeacherSpec, stable_seed
 from kdlib.losses import Teacher, kd_loss
 from kdlib.models import build_model
 
 
-# NHWC activations and weights: ~1.35x faster convolutions on CPU (oneDNN) and the layout
-# tensor cores want on CUDA; the results agree with NCHW up to float rounding.
+# NHWC activations and weights: 1.3-1.5x faster training steps than NCHW on 2 CPU cores (oneDNN;
+# the "kdlib NCHW" rows of benchmarks/bench_train.py, README "Speed") and the layout tensor cores
+# want on CUDA; the results agree with NCHW up to float rounding.
 CHANNELS_LAST = torch.channels_last
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -43,31 +57,121 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return resolved
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' (bf16 autocast on CUDA, fp32 elsewhere), 'fp32' or 'bf16'."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def autocast(device: torch.device, precision: str):
+    """The forward-pass context of a run: bf16 autocast, or a disabled one for fp32 (one code path).
+
+    Under CUDA autocast, convolutions and the linear layer run in bf16; group_norm (the LayerNorm
+    model) is on autocast's fp32 list, and BatchNorm keeps fp32 weights, running statistics and
+    accumulation while reading and writing bf16 (CPU autocast does not upcast group_norm: bf16
+    on CPU is an explicit choice, never the default). Losses are computed in fp32 (kd_loss casts).
+    """
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+@contextlib.contextmanager
+def backend_flags(device: torch.device, precision: str):
+    """cuDNN settings for a run, restored afterwards; nothing on CPU.
+
+    Autotuning (cudnn.benchmark): every training batch has the same shape, so the fastest
+    convolution algorithms are found once. For precision "fp32", IEEE fp32 convolutions
+    instead of PyTorch's default TF32 (10-bit significand), so that "fp32" means fp32 on every
+    device, as the run id assumes.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    conv = getattr(cudnn, "conv", None)
+    new_api = conv is not None and hasattr(conv, "fp32_precision")  # torch >= 2.9
+    saved = (cudnn.benchmark, conv.fp32_precision if new_api else cudnn.allow_tf32)
+    cudnn.benchmark = True
+    if precision == "fp32":
+        if new_api:
+            conv.fp32_precision = "ieee"
+        else:
+            cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        cudnn.benchmark = saved[0]
+        if new_api:
+            conv.fp32_precision = saved[1]
+        else:
+            cudnn.allow_tf32 = saved[1]
+
+
+def run_variant(precision: str, cached_logits: bool) -> dict:
+    """The numerics of a run that change its arithmetic, beyond spec and data: part of its id.
+
+    bf16 autocast (8-bit significands in every forward pass) and teacher logits rounded to float16
+    by the logit cache give results that are statistically equivalent to, but not the same numbers
+    as, an fp32 run on the fly: they get their own ids, so a cached result never silently changes
+    precision. What only reorders fp32 arithmetic (device, kernel choice, channels_last,
+    torch.compile) stays out of the id, as the device always has; it is recorded in the run's info.
+    Empty for the default fp32 run, whose id is unchanged.
+    """
+    variant = {}
+    if precision != "fp32":
+        variant["precision"] = precision
+    if cached_logits:
+        variant["teacher_logits"] = f"cache-{str(lcache.STORAGE_DTYPE).removeprefix('torch.')}"
+    return variant
+
+
 def initial_model(spec: Spec) -> nn.Module:
     """The untrained network of a teacher, or a student's random initialisation."""
     return build_model(spec.norm, stable_seed(spec.kind, spec.seed, "init"))
 
 
 def get_run(spec: Spec, dataset: kdata.Dataset, cache: RunCache | None = None,
-            device: str | torch.device = "auto", progress: bool = True) -> Run:
+            device: str | torch.device = "auto", progress: bool = True, *,
+            precision: str = "auto", logit_cache: str = "auto", compile: bool = False) -> Run:
     """The finished run for `spec` on `dataset`: from the cache, else trained now.
 
-    A student's teachers are fetched (or trained) first. A file lock per run makes a second
-    process asking for the same run wait for the first and then reuse its result.
+    A student's teachers are fetched (or trained, with the same device, precision and compile)
+    first. A file lock per run makes a second process asking for the same run wait for the first
+    and then reuse its result.
+
+    precision: "auto" (bf16 autocast on CUDA, fp32 elsewhere), "fp32" or "bf16". A bf16 run has
+        its own id (`run_variant`), so it never stands in for an fp32 one.
+    logit_cache: students only: "auto" (the exact teacher-logit cache when it is exact and pays,
+        `logit_cache.use_logit_cache`), "on" or "off". Cached logits are float16: such a run has its
+        own id too.
+    compile: torch.compile the training forward passes (opt-in; compiling takes a minute or so).
     """
     if not isinstance(spec, (TeacherSpec, StudentSpec)):
         raise ValueError(f"spec must be a TeacherSpec or StudentSpec, got {type(spec).__name__}")
+    if not isinstance(compile, bool):
+        raise ValueError(f"compile must be True or False, got {compile!r}")
+    device = resolve_device(device)
+    precision = resolve_precision(precision, device)
+    lcache.check_mode(logit_cache)
+    is_student = isinstance(spec, StudentSpec)
+    cached_logits = is_student and lcache.use_logit_cache(logit_cache, spec.recipe.epochs, spec.recipe.mixup)
+    variant = run_variant(precision, cached_logits)
     cache = cache if cache is not None else RunCache()
-    rid = run_id(spec, dataset.cache_key())
+    rid = run_id(spec, dataset.cache_key(), variant)
     run = cache.load(rid)
     if run is not None:
         return run
-    teacher_runs = [get_run(t, dataset, cache, device, progress) for t in getattr(spec, "teachers", ())]
+    teacher_runs = [get_run(t, dataset, cache, device, progress, precision=precision, compile=compile)
+                    for t in getattr(spec, "teachers", ())]
     with cache.lock(rid):
         run = cache.load(rid)  # finished by another process while we waited
         if run is not None:
             return run
-        return _train(spec, rid, dataset, cache, resolve_device(device), progress, teacher_runs)
+        with backend_flags(device, precision):
+            return _train(spec, rid, variant, dataset, cache, device, progress, teacher_runs,
+                          precision=precision, cached_logits=cached_logits, compile=compile)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,8 +270,55 @@ def _evaluate_epoch(model, test_x, test_y, teacher_test, device) -> dict:
     return entry
 
 
-def _train(spec: Spec, rid: str, dataset: kdata.Dataset, cache: RunCache, device: torch.device,
-           progress: bool, teacher_runs: list[Run]) -> Run:
+def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, spec: Spec, padded: torch.Tensor,
+                labels: torch.Tensor, perm: torch.Tensor, views: torch.Tensor, steps: int,
+                generator: torch.Generator, *, teacher: nn.Module | None = None,
+                logit_cache: lcache.LogitCache | None = None, precision: str = "fp32",
+                memory_format: torch.memory_format = CHANNELS_LAST) -> tuple[torch.Tensor, torch.Tensor]:
+    """`steps` optimiser steps on the batches perm[0:B], perm[B:2B], ... (B = spec.recipe.batch_size).
+
+    padded: uint8 (N, 3, 40, 40) training images on the device; labels: int64 (N,); views: int64
+    (N,), the epoch's view of each image; generator: the epoch's generator (MixUp draws from it).
+    A student's soft targets come from `logit_cache` when given, else from `teacher` on the fly.
+    Returns (sum of the step losses, correct in-loop predictions) as device tensors. Nothing in here
+    waits for the device (no .item(), no branching on tensor values), so on CUDA the host queues
+    the whole epoch ahead of the GPU.
+    """
+    if logit_cache is not None and spec.recipe.mixup:
+        raise ValueError("a logit cache cannot serve MixUp batches (mixed images are not cached views)")
+    bs, device = spec.recipe.batch_size, padded.device
+    amp = autocast(device, precision)
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    for step in range(steps):
+        idx = perm[step * bs:(step + 1) * bs]  # (B,) image indices
+        v = views[idx]  # (B,) view ids in [0, 162)
+        x = kdata.normalize(kdata.apply_views(padded[idx], v)).contiguous(memory_format=memory_format)
+        y = labels[idx]
+        mix = None
+        if spec.recipe.mixup:
+            x, pair, lam = kdata.mixup(x, generator, keep_on_device=True)
+            mix = (pair, lam)
+        with amp:
+            logits = model(x)  # (B, C)
+            target = None  # (B, C) teacher log-probabilities on exactly x
+            if logit_cache is not None:
+                target = logit_cache.gather(idx, v)
+            elif teacher is not None:
+                target = teacher(x)
+        loss = _loss(spec, logits, y, target, mix)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.detach()
+        correct += (logits.argmax(dim=1) == y).sum()
+    return loss_sum, correct
+
+
+def _train(spec: Spec, rid: str, variant: dict, dataset: kdata.Dataset, cache: RunCache,
+           device: torch.device, progress: bool, teacher_runs: list[Run], *, precision: str,
+           cached_logits: bool, compile: bool) -> Run:
     recipe = spec.recipe
     folder = cache.folder(rid)
     ckpt_path = folder / "checkpoint.pt"
@@ -181,11 +332,16 @@ def _train(spec: Spec, rid: str, dataset: kdata.Dataset, cache: RunCache, device
         raise ValueError(f"batch_size ({bs}) is larger than the training set ({n} images)")
     steps = n // bs  # the last partial batch is dropped: every step sees a full batch
 
-    teacher = None
-    teacher_test = None
+    teacher = teacher_fwd = teacher_test = store = None
+    cache_info = None
     if is_student:
         teacher = Teacher([r.load_model(device).to(memory_format=CHANNELS_LAST) for r in teacher_runs])
         teacher_test = ev.predict(teacher, test_x, device)
+        if cached_logits:
+            store, cache_info = lcache.load_or_build(teacher, [r.id for r in teacher_runs], padded, cache,
+                                                     precision, context=autocast(device, precision))
+        else:
+            teacher_fwd = torch.compile(teacher) if compile else teacher
 
     state = None
     if ckpt_path.exists():
@@ -206,6 +362,8 @@ def _train(spec: Spec, rid: str, dataset: kdata.Dataset, cache: RunCache, device
         opt = make_optimizer(model, recipe, lr0)
         opt.load_state_dict(state["optimizer"])
         start, history, seconds = state["epoch"], state["history"], state["seconds"]
+    # The compiled module shares the model's parameters; weights are saved from `model`.
+    model_fwd = torch.compile(model) if compile else model
 
     bar = tqdm(range(start, recipe.epochs), initial=start, total=recipe.epochs, disable=not progress,
                desc=f"{spec.kind} {rid[:8]}", unit="epoch", dynamic_ncols=True)
@@ -219,27 +377,9 @@ def _train(spec: Spec, rid: str, dataset: kdata.Dataset, cache: RunCache, device
         g = torch.Generator(device=device).manual_seed(stable_seed(spec.kind, spec.seed, "epoch", epoch))
         perm = torch.randperm(n, generator=g, device=device)
         views = kdata.random_views(n, g, device)
-        model.train()
-        # Accumulated on the device: no host synchronisation inside the epoch.
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        for step in range(steps):
-            idx = perm[step * bs:(step + 1) * bs]
-            x = kdata.normalize(kdata.apply_views(padded[idx], views[idx]))  # (B, 3, 32, 32)
-            x = x.contiguous(memory_format=torch.channels_last)
-            y = train_y[idx]
-            mix = None
-            if recipe.mixup:
-                x, pair, lam = kdata.mixup(x, g)
-                mix = (pair, lam)
-            logits = model(x)
-            loss = _loss(spec, logits, y, teacher(x) if teacher is not None else None, mix)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach()
-            correct += (logits.argmax(dim=1) == y).sum()
-        train_loss = (loss_sum / steps).item()
+        loss_sum, correct = train_epoch(model_fwd, opt, spec, padded, train_y, perm, views, steps, g,
+                                        teacher=teacher_fwd, logit_cache=store, precision=precision)
+        train_loss = (loss_sum / steps).item()  # the epoch's one wait for the device
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"run {rid} ({spec.kind}): the training loss became {train_loss} "
                                      f"in epoch {epoch + 1}; lower the lr or check the inputs")
@@ -255,23 +395,27 @@ def _train(spec: Spec, rid: str, dataset: kdata.Dataset, cache: RunCache, device
     bar.close()
 
     t0 = time.perf_counter()
-    metrics, test_logits = final_metrics(model, teacher, dataset, device, history)
+    metrics, test_logits = final_metrics(model, teacher, dataset, device, history, teacher_test=teacher_test)
     info = {"train_seconds": round(seconds, 2), "eval_seconds": round(time.perf_counter() - t0, 2),
-            "device": str(device), "torch": torch.__version__, "kdlib": kdlib.__version__,
+            "device": str(device), "precision": precision, "compile": compile, "channels_last": True,
+            "teacher_logits": None if not is_student else ("cache" if cached_logits else "on the fly"),
+            "logit_cache": cache_info, "torch": torch.__version__, "kdlib": kdlib.__version__,
             "train_images": n, "test_images": len(test_y), "data": dataset.describe()}
     return cache.write_result(rid, spec, dataset.cache_key(), model.state_dict(), test_logits,
-                              history, metrics, info)
+                              history, metrics, info, variant)
 
 
 def final_metrics(model: nn.Module, teacher: Teacher | None, dataset: kdata.Dataset,
-                  device: torch.device, history: list[dict]) -> tuple[dict, torch.Tensor]:
+                  device: torch.device, history: list[dict],
+                  teacher_test: torch.Tensor | None = None) -> tuple[dict, torch.Tensor]:
     """The run's final evaluation (SPEC §5); all models in eval mode.
 
     Keys: test_/train_ acc, nll, ece (train = the clean training set); train_loss (last epoch);
     for students also teacher_test_acc/nll/ece, test_agreement/kl, train_agreement/kl (clean
     training set), train_aug_agreement/kl (one fixed random crop+flip per training image, the
     paper's Fig. 5), and with a single teacher `cka`: linear CKA at the three stages on the
-    fixed test subset `evaluate.cka_indices`.
+    fixed test subset `evaluate.cka_indices`. `teacher_test`: the teacher's test logits when the
+    caller has them already (they are not recomputed). Always in fp32, whatever the training precision.
     """
     train_x, train_y = dataset.train.x, dataset.train.y.to(device)
     test_x, test_y = dataset.test.x, dataset.test.y.to(device)
@@ -281,7 +425,8 @@ def final_metrics(model: nn.Module, teacher: Teacher | None, dataset: kdata.Data
            **ev.classification_metrics(train_logits, train_y, "train"),
            "train_loss": history[-1]["train_loss"]}
     if teacher is not None:
-        teacher_test = ev.predict(teacher, test_x, device)
+        if teacher_test is None:
+            teacher_test = ev.predict(teacher, test_x, device)
         views = ev.augmented_views(len(train_x))
         out.update(ev.classification_metrics(teacher_test, test_y, "teacher_test"))
         out.update(ev.fidelity_metrics(teacher_test, test_logits, "test"))

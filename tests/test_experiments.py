@@ -80,7 +80,7 @@ def test_pairwise_and_cross_agreement_and_split():
     (dict(scale=3), ValueError, "scale must be a string"),
     (dict(device="gpu"), ValueError, "device must be"),
     (dict(executor="spark"), ValueError, "executor must be one of"),
-    (dict(data="/nonexistent/cifar.tar.gz"), FileNotFoundError, "source"),
+    (dict(data="/nonexistent/cifar.tar.gz"), FileNotFoundError, "data='/nonexistent/cifar.tar.gz' does not exist"),
 ])
 def test_open_experiment_rejects_bad_parameters(kwargs, exc, match):
     with pytest.raises(exc, match=match):

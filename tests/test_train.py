@@ -195,3 +195,182 @@ def test_device_and_spec_errors(synthetic, tmp_path):
     big = TeacherSpec(recipe=Recipe(epochs=1, batch_size=500, lr=0.1))
     with pytest.raises(ValueError, match="batch_size"):
         get_run(big, synthetic, RunCache(tmp_path), device="cpu", progress=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Speed paths (issue 4): numerics in the run id, the logit cache, no host synchronisation
+
+from kdlib import logit_cache as lcache  # noqa: E402
+from kdlib.losses import Teacher  # noqa: E402
+from kdlib.train import autocast, resolve_precision, run_variant, train_epoch  # noqa: E402
+
+R_SMALL = Recipe(epochs=3, batch_size=4, lr=0.05)  # 3 steps on 12 images: a cache of 12 x 162 views
+
+
+@pytest.fixture(scope="module")
+def small(synthetic):
+    """The first 12 training images: small enough to cache all 162 views in a second or two."""
+    return kdata.Dataset(train=kdata.Split(synthetic.train.x[:12], synthetic.train.y[:12]), test=synthetic.test,
+                         classes=synthetic.classes, fingerprint="synthetic-small", spec=synthetic.spec)
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def test_precision_is_resolved_per_device_and_checked():
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("auto", torch.device("cuda")) == "bf16"
+    assert resolve_precision("fp32", torch.device("cuda")) == "fp32"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("fp16", torch.device("cpu"))
+    assert run_variant("fp32", False) == {}  # the default run: its id is unchanged
+    assert run_variant("bf16", True) == {"precision": "bf16", "teacher_logits": "cache-float16"}
+
+
+def test_bf16_run_has_its_own_id_and_records_precision(synthetic, tmp_path):
+    cache = RunCache(tmp_path)
+    spec = TeacherSpec(recipe=Recipe(epochs=1, batch_size=50, lr=0.05), seed=0)
+    fp32 = get_run(spec, synthetic, cache, device="cpu", progress=False)
+    bf16 = get_run(spec, synthetic, cache, device="cpu", progress=False, precision="bf16")
+    assert fp32.id == run_id(spec, synthetic.cache_key()) and fp32.variant == {}
+    assert bf16.id == run_id(spec, synthetic.cache_key(), {"precision": "bf16"}) != fp32.id
+    assert (fp32.info["precision"], bf16.info["precision"]) == ("fp32", "bf16")
+    assert bf16.variant == {"precision": "bf16"}
+    assert 0.0 <= bf16.metrics["test_acc"] <= 1.0 and bf16.history[-1]["train_loss"] > 0
+
+
+def test_student_on_cached_logits_matches_on_the_fly_and_reuses_the_cache(small, tmp_path):
+    cache = RunCache(tmp_path)
+    t = TeacherSpec(recipe=R_SMALL, seed=0)
+    spec = StudentSpec(recipe=R_SMALL, teachers=(t,), seed=0)
+    fly = get_run(spec, small, cache, device="cpu", progress=False, logit_cache="off")
+    cached = get_run(spec, small, cache, device="cpu", progress=False, logit_cache="on")
+    assert fly.info["teacher_logits"] == "on the fly" and fly.variant == {}
+    assert cached.info["teacher_logits"] == "cache" and cached.variant == {"teacher_logits": "cache-float16"}
+    assert cached.id != fly.id and cached.info["logit_cache"]["source"] == "built"
+    assert cached.info["logit_cache"]["bytes"] == lcache.cache_bytes(len(small.train))
+    # same data order and start; targets differ only by float16 rounding
+    assert cached.history[0] == fly.history[0]
+    assert cached.history[1]["train_loss"] == pytest.approx(fly.history[1]["train_loss"], rel=1e-3)
+    # "auto" at 3 epochs runs on the fly: that is the run above, from the cache
+    assert get_run(spec, small, cache, device="cpu", progress=False).id == fly.id
+    second = get_run(StudentSpec(recipe=R_SMALL, teachers=(t,), seed=1), small, cache, device="cpu",
+                     progress=False, logit_cache="on")
+    assert second.info["logit_cache"]["source"] == "loaded"  # same teacher: stored cache reused
+    with pytest.raises(ValueError, match="MixUp"):
+        mix = StudentSpec(recipe=Recipe(epochs=1, batch_size=4, lr=0.05, mixup=True), teachers=(t,))
+        get_run(mix, small, cache, device="cpu", progress=False, logit_cache="on")
+
+
+def test_mixup_lam_on_device_is_bit_identical():
+    x = torch.randn(16, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    a, pa, la = kdata.mixup(x, torch.Generator().manual_seed(5))
+    b, pb, lb = kdata.mixup(x, torch.Generator().manual_seed(5), keep_on_device=True)
+    assert isinstance(lb, torch.Tensor) and lb.dim() == 0 and lb.item() == la
+    assert torch.equal(pa, pb) and torch.equal(a, b)
+
+
+def _epoch_inputs(small, spec, seed=0):
+    padded = kdata.pad(small.train.x)
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(padded), generator=g)
+    views = kdata.random_views(len(padded), g)
+    model = initial_model(spec).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    return model, opt, padded, perm, views, g
+
+
+def test_train_epoch_never_waits_for_the_device(small, monkeypatch):
+    """On CPU, the host-synchronising tensor reads are made to fail inside the epoch: the loop must
+    not use them (on CUDA each would stall the queue; the CUDA test below checks the real thing)."""
+    r_mix = Recipe(epochs=1, batch_size=4, lr=0.05, mixup=True)
+    teacher_spec = TeacherSpec(recipe=R_SMALL)
+    member = initial_model(teacher_spec).eval().to(memory_format=torch.channels_last)
+    teacher = Teacher([member])
+    padded = kdata.pad(small.train.x)
+    store = lcache.build(teacher, padded)
+    cases = [(teacher_spec, {}), (StudentSpec(recipe=R_SMALL, teachers=(teacher_spec,)), {"teacher": teacher}),
+             (StudentSpec(recipe=R_SMALL, teachers=(teacher_spec,)), {"logit_cache": store}),
+             (StudentSpec(recipe=r_mix, teachers=(teacher_spec,), alpha=0.5), {"teacher": teacher})]
+    def no_sync(*args, **kwargs):
+        raise AssertionError("host synchronisation inside the training loop")
+    for spec, targets in cases:
+        model, opt, padded, perm, views, g = _epoch_inputs(small, spec)
+        with monkeypatch.context() as m:
+            for name in ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__"):
+                m.setattr(torch.Tensor, name, no_sync)
+            loss_sum, correct = train_epoch(model, opt, spec, padded, small.train.y, perm, views, 3, g, **targets)
+        assert loss_sum.item() > 0 and 0 <= correct.item() <= 12
+
+
+def test_cached_student_steps_equal_on_the_fly_ones_up_to_float16(small):
+    """One step with cached targets vs teachers on the fly: the same batch, nearly the same update."""
+    t_spec = TeacherSpec(recipe=R_SMALL)
+    teacher = Teacher([initial_model(t_spec).eval().to(memory_format=torch.channels_last)])
+    spec = StudentSpec(recipe=R_SMALL, teachers=(t_spec,), tau=2.0)
+    store = lcache.build(teacher, kdata.pad(small.train.x))
+    results = []
+    for targets in ({"teacher": teacher}, {"logit_cache": store}):
+        model, opt, padded, perm, views, g = _epoch_inputs(small, spec)
+        before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        loss, _ = train_epoch(model, opt, spec, padded, small.train.y, perm, views, 1, g, **targets)
+        results.append((loss, torch.cat([p.detach().flatten() for p in model.parameters()]) - before))
+    (loss_fly, step_fly), (loss_cached, step_cached) = results
+    torch.testing.assert_close(loss_cached, loss_fly, rtol=1e-4, atol=0)
+    assert (step_cached - step_fly).norm() <= 1e-3 * step_fly.norm()  # the same update, up to rounding
+
+
+def test_compile_option_trains_and_saves_plain_weights(small, tmp_path, monkeypatch):
+    # The plumbing only: the eager backend skips code generation, which takes minutes on 2 cores.
+    real_compile = torch.compile
+    compiled = []
+    def eager_compile(module, **kwargs):
+        compiled.append(type(module).__name__)
+        return real_compile(module, backend="eager")
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    r = Recipe(epochs=1, batch_size=4, lr=0.05)
+    t = TeacherSpec(recipe=r, seed=0)
+    run = get_run(StudentSpec(recipe=r, teachers=(t,)), small, RunCache(tmp_path), device="cpu",
+                  progress=False, compile=True)
+    assert compiled == ["PreResNet", "Teacher", "PreResNet"]  # teacher run; student's teacher, student
+    assert run.info["compile"] is True
+    assert all(not k.startswith("_orig_mod") for k in run.state_dict())
+    with pytest.raises(ValueError, match="compile must be True or False"):
+        get_run(t, small, RunCache(tmp_path), device="cpu", compile="yes")
+
+
+@needs_cuda
+def test_cuda_epoch_has_no_host_synchronisation(synthetic):
+    device = torch.device("cuda")
+    spec = StudentSpec(recipe=Recipe(epochs=1, batch_size=20, lr=0.05, mixup=True), teachers=(TeacherSpec(recipe=R),))
+    teacher = Teacher([initial_model(spec.teachers[0]).to(device, memory_format=torch.channels_last)])
+    model = initial_model(spec).to(device, memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    padded = kdata.pad(synthetic.train.x.to(device))
+    g = torch.Generator(device=device).manual_seed(0)
+    perm = torch.randperm(len(padded), generator=g, device=device)
+    views = kdata.random_views(len(padded), g, device)
+    labels = synthetic.train.y.to(device)
+    train_epoch(model, opt, spec, padded, labels, perm, views, 1, g, teacher=teacher, precision="bf16")  # warm-up
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        train_epoch(model, opt, spec, padded, labels, perm, views, 3, g, teacher=teacher, precision="bf16")
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+@needs_cuda
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_cuda_bf16_autocast_keeps_norm_layers_in_fp32(norm):
+    device = torch.device("cuda")
+    model = initial_model(TeacherSpec(recipe=R, norm=norm)).to(device, memory_format=torch.channels_last)
+    seen = []
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            m.register_forward_hook(lambda mod, i, o: seen.append((mod.weight.dtype, o.dtype)))
+    with autocast(device, "bf16"):
+        out = model(torch.randn(8, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last))
+    assert out.dtype == torch.bfloat16
+    assert all(w == torch.float32 for w, _ in seen)  # parameters and statistics stay fp32
+    if norm == "layer":
+        assert all(o == torch.float32 for _, o in seen)  # group_norm is on autocast's fp32 list

@@ -111,7 +111,7 @@ def view(l):
 
 start = min(lambdas, key=lambda v: abs(v - lam))
 slider = figure_slider([round(l, 3) for l in lambdas], [view(l) for l in lambdas], description="lambda",
-                       readout=[f"{l:.3g}" for l in lambdas], value=round(start, 3), css_class="kdlib-lambda-slider")
+                       readout=[f"{l:.3g}" for l in lambdas], initial=lambdas.index(start), css_class="kdlib-lambda-slider")
 display(slider)
 
 # %% tags=["hide-input"]

@@ -97,7 +97,7 @@ def view(t):
 
 start = min(taus, key=lambda v: abs(v - tau))
 slider = figure_slider(taus, [view(t) for t in taus], description="tau", readout=[f"{t:g}" for t in taus],
-                       value=start, css_class="kdlib-tau-slider")
+                       initial=taus.index(start), css_class="kdlib-tau-slider")
 display(slider)
 
 # %% tags=["hide-input"]

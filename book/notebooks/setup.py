@@ -19,7 +19,7 @@
 
 # %% tags=["parameters"]
 scale = "reduced"   # "paper", "reduced" or "tiny" (kdlib.scales)
-data = ""           # a CIFAR-100 source; "" = $KDLIB_DATA, else torchvision's download
+data = ""           # a CIFAR-100 source; empty: $KDLIB_DATA, else the torchvision download
 device = "auto"     # "auto", "cpu", "cuda"
 executor = "inline"
 

@@ -1,0 +1,259 @@
+"""The report runner: execute every notebook with papermill, then build the book (issue 3).
+
+    python -m kdlib.report [--scale reduced] [--data SRC] [--device auto] [--executor inline]
+                           [--only NAME ...] [--no-build]
+
+For each name in NOTEBOOKS (dependency order) it
+1. reads the jupytext text file book/notebooks/<name>.py,
+2. executes it with papermill, injecting the parameters scale, data, device and executor, on a
+   kernel that runs this interpreter (sys.executable: the .venv's Python, whatever kernelspecs are
+   installed globally), with the notebooks folder as working directory (as Jupyter would),
+3. writes book/executed/<name>.ipynb with its outputs and widget state (what the static page
+   replays), and stops at the first failure, naming the notebook and the error. In the executed
+   copy the `parameters` cell (the defaults) is tagged remove-cell and papermill's
+   `injected-parameters` cell (the values used) hide-input, so the book shows the latter folded.
+Then it runs `jupyter-book build -W --keep-going book/`: the build never executes anything, and
+any Sphinx warning fails it (the book's own pages build warning-free; a missing executed
+notebook, a broken reference or the CDN fallback of book/_ext/kdlib_assets.py all fail loudly).
+Training runs are cached by kdlib (KDLIB_HOME / KDLIB_RUNS), so a rerun only re-renders.
+Exit status: 0 on success, 1 when a notebook or the build failed, 2 on bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jupytext
+import nbformat
+import papermill
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import default
+
+from kdlib import data as kdata
+from kdlib import scales
+
+# Every notebook, in execution order: later notebooks reuse earlier ones' cached runs.
+NOTEBOOKS = ("setup", "e0_teachers", "e1_self_distillation", "e2_ensembles", "e3_initialisation",
+             "e4_cka", "e5_temperature", "e6_optimiser", "e7_summary", "appendix")
+BOOK = Path(__file__).resolve().parents[1] / "book"
+KERNEL = "python3"  # the name notebooks carry; resolved to this interpreter below
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+TIMINGS = "timings.json"  # in executed/: seconds per notebook of the latest run, for the appendix
+
+
+class ReportError(RuntimeError):
+    """A notebook or the book build failed; the message says which and why."""
+
+
+# ---------------------------------------------------------------------------------------------
+# kernel: "python3" means this interpreter
+
+
+class _ThisPythonSpecs(KernelSpecManager):
+    """Kernelspecs where "python3" is always sys.executable's ipykernel.
+
+    A "python3" kernel.json found on the Jupyter path starts whatever `python` is first on PATH,
+    which may not be the interpreter that has kdlib installed (e.g. a .venv not activated).
+    """
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        if kernel_name == KERNEL:
+            return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                              display_name="Python 3 (ipykernel)", language="python",
+                              metadata={"debugger": True})
+        return super().get_kernel_spec(kernel_name)
+
+
+class _ThisPythonKernelManager(AsyncKernelManager):
+    """nbclient's default kernel manager, looking kernels up in _ThisPythonSpecs."""
+
+    @default("kernel_spec_manager")
+    def _default_kernel_spec_manager(self) -> KernelSpecManager:
+        return _ThisPythonSpecs(data_dir=self.data_dir)
+
+
+# ---------------------------------------------------------------------------------------------
+# executing one notebook
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """What the runner injects into every notebook's `parameters` cell."""
+
+    scale: str = "reduced"    # a name in kdlib.scales.SCALES
+    data: str = ""            # a CIFAR-100 source; "" = kdlib.data.default_source()
+    device: str = "auto"      # "auto", "cpu" or "cuda"
+    executor: str = "inline"  # how runs are trained (kdlib.executor)
+
+    def resolved(self) -> dict[str, str]:
+        """The values as notebooks receive them: the data source explicit and, for a local copy,
+        absolute (the kernel runs in the notebooks folder, not where the command was typed)."""
+        source = self.data or kdata.default_source()
+        if source != "torchvision":
+            source = str(Path(source).expanduser().resolve())
+        return {"scale": self.scale, "data": source, "device": self.device, "executor": self.executor}
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)  # tracebacks carry ANSI colours
+
+
+def execute_notebook(source: Path, output: Path, parameters: dict[str, str], progress: bool = True) -> float:
+    """Execute the jupytext file `source` into the notebook `output`; returns the seconds it took.
+
+    Raises ReportError naming the notebook, with the error and its traceback's last lines.
+    """
+    name = source.stem
+    nb = jupytext.read(source)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        # papermill reads a path (it records it in the output's metadata)
+        converted = Path(tmp) / f"{name}.ipynb"
+        nbformat.write(nb, converted)
+        try:
+            papermill.execute_notebook(
+                str(converted), str(output), parameters=parameters, kernel_name=KERNEL,
+                language="python", cwd=str(source.parent), progress_bar=progress,
+                start_timeout=180, kernel_manager_class=_ThisPythonKernelManager)
+        except papermill.PapermillExecutionError as e:
+            tail = "\n".join(_plain("\n".join(e.traceback)).strip().splitlines()[-8:])
+            raise ReportError(f"notebook {name!r} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
+                              f"{tail}\n(the partly executed notebook is {output})") from e
+        except Exception as e:  # a dead kernel, a timeout, a bad notebook file ...
+            raise ReportError(f"notebook {name!r} failed: {type(e).__name__}: {e}") from e
+    seconds = time.perf_counter() - start
+    executed = nbformat.read(output, as_version=4)
+    executed.metadata.papermill["input_path"] = source.name  # not the temporary copy's path
+    # In the book, the defaults papermill overrode would mislead: drop them, and fold the values the
+    # notebook really ran with (papermill's injected cell) behind a "show code" toggle.
+    extra = {"parameters": "remove-cell", "injected-parameters": "hide-input"}
+    for cell in executed.cells:
+        tags = cell.metadata.get("tags", [])
+        tags += [extra[t] for t in tags if t in extra and extra[t] not in tags]
+    nbformat.write(executed, output)
+    return seconds
+
+
+def widget_state(notebook: Path) -> dict:
+    """The widget models saved in an executed notebook's metadata ({} when there are none)."""
+    nb = nbformat.read(notebook, as_version=4)
+    return nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+
+
+# ---------------------------------------------------------------------------------------------
+# building the book
+
+
+def jupyter_book_command() -> list[str]:
+    """`jupyter-book` of this interpreter's environment (the one next to sys.executable)."""
+    beside = Path(sys.executable).parent / "jupyter-book"
+    return [str(beside)] if beside.exists() else [sys.executable, "-c",
+                                                   "import sys; from jupyter_book.cli.main import main; sys.exit(main())"]
+
+
+def build_book(book: Path = BOOK, strict: bool = True) -> Path:
+    """`jupyter-book build book/` (with -W --keep-going when strict); returns the built index.html."""
+    missing = [n for n in NOTEBOOKS if not (book / "executed" / f"{n}.ipynb").exists()]
+    if missing:
+        raise ReportError(f"cannot build the book: executed/ lacks {', '.join(missing)}; run "
+                          "`python -m kdlib.report` without --only first")
+    cmd = [*jupyter_book_command(), "build", *(["-W", "--keep-going"] if strict else []), str(book)]
+    print("$ jupyter-book build " + " ".join(cmd[cmd.index("build") + 1:]), flush=True)
+    if subprocess.run(cmd).returncode != 0:
+        raise ReportError("the book build failed (see the Sphinx warnings above)")
+    index = book / "_build" / "html" / "index.html"
+    if not index.exists():
+        raise ReportError(f"the book build finished but {index} is missing")
+    return index
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole report
+
+
+def run_report(params: Parameters = Parameters(), only: Sequence[str] | None = None, build: bool = True,
+               book: Path = BOOK, notebooks: Path | None = None, strict: bool = True,
+               progress: bool = True) -> Path | None:
+    """Execute the notebooks (all, or `only` those, in NOTEBOOKS order) and build the book.
+
+    book:      the book's source folder; executed notebooks go to book/executed/.
+    notebooks: where <name>.py live (default book/notebooks).
+    Returns the built index.html (None with build=False). Raises ReportError on a failure.
+    """
+    scales.get_scale(params.scale)  # a bad scale name fails here, before any kernel starts
+    names = list(NOTEBOOKS) if not only else [n for n in NOTEBOOKS if n in set(only)]
+    unknown = sorted(set(only or ()) - set(NOTEBOOKS))
+    if unknown:
+        raise ValueError(f"only: unknown notebook(s) {unknown}; allowed: {', '.join(NOTEBOOKS)}")
+    notebooks = Path(notebooks) if notebooks is not None else book / "notebooks"
+    absent = [n for n in names if not (notebooks / f"{n}.py").exists()]
+    if absent:
+        raise ReportError(f"missing notebook source(s) in {notebooks}: {', '.join(f'{n}.py' for n in absent)}")
+    values = params.resolved()
+    print("parameters: " + ", ".join(f"{k}={v!r}" for k, v in values.items()), flush=True)
+
+    executed = book / "executed"
+    timings_file = executed / TIMINGS
+    timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
+    total = time.perf_counter()
+    for i, name in enumerate(names, 1):
+        print(f"[{i}/{len(names)}] {name} ...", flush=True)
+        seconds = execute_notebook(notebooks / f"{name}.py", executed / f"{name}.ipynb", values, progress)
+        print(f"[{i}/{len(names)}] {name} done in {seconds:.1f} s", flush=True)
+        timings[name] = {"seconds": round(seconds, 1), "scale": params.scale}
+        timings_file.write_text(json.dumps(timings, indent=1) + "\n")
+    print(f"executed {len(names)} notebook(s) in {time.perf_counter() - total:.1f} s", flush=True)
+    if not build:
+        return None
+    mixed = {n: t["scale"] for n, t in timings.items() if t["scale"] != params.scale}
+    if mixed:
+        print(f"note: the book mixes scales; these notebooks were last executed at another scale: {mixed}",
+              flush=True)
+    start = time.perf_counter()
+    index = build_book(book, strict=strict)
+    print(f"book built in {time.perf_counter() - start:.1f} s", flush=True)
+    return index
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kdlib.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", default="reduced", choices=tuple(scales.SCALES),
+                        help="how much data and how many epochs (kdlib.scales; default reduced)")
+    parser.add_argument("--data", default="",
+                        help='CIFAR-100 source: "torchvision", a class-folder tree or .tar.gz '
+                             '(default: $KDLIB_DATA, else "torchvision")')
+    parser.add_argument("--device", default="auto", help='"auto" (CUDA when present), "cpu" or "cuda"')
+    parser.add_argument("--executor", default="inline", help='how runs are trained (default "inline")')
+    parser.add_argument("--only", nargs="+", metavar="NAME", choices=NOTEBOOKS,
+                        help=f"execute only these notebooks (in dependency order); from: {', '.join(NOTEBOOKS)}")
+    parser.add_argument("--no-build", action="store_true", help="execute the notebooks, do not build the book")
+    parser.add_argument("--book", type=Path, default=BOOK, help="the book's source folder (default: book/)")
+    parser.add_argument("--notebooks", type=Path, default=None,
+                        help="where the <name>.py notebooks are (default: BOOK/notebooks)")
+    parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
+    args = parser.parse_args(argv)
+    params = Parameters(scale=args.scale, data=args.data, device=args.device, executor=args.executor)
+    try:
+        index = run_report(params, only=args.only, build=not args.no_build, book=args.book,
+                           notebooks=args.notebooks, progress=not args.no_progress)
+    except ReportError as e:
+        print(f"\nkdlib.report: FAILED: {e}", file=sys.stderr, flush=True)
+        return 1
+    if index is not None:
+        print(f"\nThe report: {index}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

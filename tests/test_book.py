@@ -1,0 +1,52 @@
+"""The whole report at the `tiny` scale: every notebook executed by the runner, then the book built."""
+
+import json
+
+import nbformat
+import pytest
+from tiny_book import tiny_book as build_tiny_book
+
+from kdlib import report
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def tiny_book(tmp_path_factory, cifar_real_source):
+    return build_tiny_book(tmp_path_factory, cifar_real_source)
+
+
+def test_every_notebook_ran_to_the_end_with_outputs(tiny_book):
+    for name in report.NOTEBOOKS:
+        nb = nbformat.read(tiny_book.book / "executed" / f"{name}.ipynb", as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert code, name
+        assert all(c.execution_count is not None for c in code), f"{name}: a cell did not run"
+        assert any(c.outputs for c in code), f"{name}: no outputs"
+        errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+        assert not errors, f"{name}: {errors[0].ename}: {errors[0].evalue}"
+        injected = [c for c in code if "injected-parameters" in c.metadata.get("tags", [])]
+        assert len(injected) == 1 and 'scale = "tiny"' in injected[0].source, name
+    timings = json.loads((tiny_book.book / "executed" / report.TIMINGS).read_text())
+    assert set(timings) == set(report.NOTEBOOKS)
+
+
+@pytest.mark.parametrize("name", ["e3_initialisation", "e5_temperature"])
+def test_slider_pages_keep_their_widget_state(tiny_book, name):
+    state = report.widget_state(tiny_book.book / "executed" / f"{name}.ipynb")
+    models = [m["model_name"] for m in state.values()]
+    assert "SelectionSliderModel" in models and "StackModel" in models and "LinkModel" in models
+    assert models.count("ImageModel") >= 2
+
+
+def test_book_has_every_page(tiny_book):
+    html = tiny_book.index.parent
+    pages = ["index.html", "background.html"] + [f"executed/{n}.html" for n in report.NOTEBOOKS]
+    for page in pages:
+        assert (html / page).stat().st_size > 0, page
+    # widget pages carry their state and the (local, when installed) loader
+    e3 = (html / "executed" / "e3_initialisation.html").read_text()
+    assert "application/vnd.jupyter.widget-state+json" in e3
+    if tiny_book.local_assets:
+        assert "_static/vendor/html-manager/embed-amd.js" in e3
+        assert "cdn.jsdelivr.net" not in e3

@@ -1,0 +1,159 @@
+"""run_all: inline and on a local Ray instance give the same runs; failures are collected.
+
+The Ray tests skip when Ray is not installed, except under KDLIB_REQUIRE_RAY=1 (what `make test`
+sets, so CI never skips them silently).
+"""
+
+import os
+
+import pytest
+import torch
+
+from kdlib import executor as kex
+from kdlib.cache import RunCache
+from kdlib.config import Recipe, StudentSpec, TeacherSpec
+from synthetic import same_run, synthetic_dataset
+
+T_RECIPE = Recipe(epochs=1, batch_size=20, lr=0.05)
+S_RECIPE = Recipe(epochs=1, batch_size=20, lr=0.05)
+TEACHER = TeacherSpec(recipe=T_RECIPE, seed=0)
+STUDENTS = [StudentSpec(recipe=S_RECIPE, teachers=(TEACHER,), seed=s) for s in (0, 1)]
+BAD_TEACHER = TeacherSpec(recipe=Recipe(epochs=2, batch_size=20, lr=1e30), seed=1)  # the loss becomes NaN
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return synthetic_dataset(n_train=60, n_test=30)  # 3 steps per epoch
+
+
+@pytest.fixture
+def one_thread():
+    """Ray tasks get one CPU and so one torch thread; the inline reference matches that."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A local Ray instance for this module, shut down afterwards."""
+    if os.environ.get("KDLIB_REQUIRE_RAY"):
+        import ray
+    else:
+        ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_cache(tmp_path_factory):
+    """One driver cache for the Ray tests: the second reuses the first one's teacher."""
+    return RunCache(tmp_path_factory.mktemp("ray-runs"))
+
+
+def test_check_executor():
+    assert kex.check_executor("inline") == "inline"
+    for bad in ("spark", "", "ray:", "ray://", 3, None):
+        with pytest.raises(ValueError, match="executor must be one of"):
+            kex.check_executor(bad)
+
+
+def test_ray_executors_need_ray(monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # as if Ray were not installed
+    for executor in ("ray", "ray://head:10001", "ray:auto"):
+        with pytest.raises(ValueError, match=rf"executor='{executor}' needs Ray, an optional install"):
+            kex.check_executor(executor)
+
+
+class FakeRay:
+    def __init__(self, gpus):
+        self.gpus = gpus
+
+    def cluster_resources(self):
+        return {"CPU": 16.0, **({"GPU": self.gpus} if self.gpus else {})}
+
+
+def test_gpu_share_per_run():
+    assert kex._gpus_per_run(FakeRay(1), None, "auto") == kex.DEFAULT_GPUS_PER_RUN == 0.2
+    assert kex._gpus_per_run(FakeRay(0), None, "auto") == 0
+    assert kex._gpus_per_run(FakeRay(1), 0.5, "cuda") == 0.5
+    assert kex._gpus_per_run(FakeRay(1), None, "cpu") == 0
+    with pytest.raises(ValueError, match="the Ray cluster has no GPUs"):
+        kex._gpus_per_run(FakeRay(0), 0.5, "auto")
+    with pytest.raises(ValueError, match="needs gpus_per_run > 0"):
+        kex._gpus_per_run(FakeRay(1), 0, "cuda")
+
+
+def test_run_key_predicts_the_id_a_gpu_worker_gives(synthetic):
+    """A CPU driver names the runs a GPU worker will make: bf16 there by default (precision "auto")."""
+    from kdlib.cache import run_id
+
+    key = synthetic.cache_key()
+    assert kex.run_key(TEACHER, synthetic, torch.device("cpu"), "auto", "auto") == run_id(TEACHER, key)
+    assert kex.run_key(TEACHER, synthetic, torch.device("cuda"), "auto", "auto") == run_id(TEACHER, key, {"precision": "bf16"})
+    assert kex.run_key(TEACHER, synthetic, torch.device("cuda"), "fp32", "auto") == run_id(TEACHER, key)
+
+
+def test_run_all_argument_errors(synthetic, tmp_path):
+    with pytest.raises(ValueError, match="specs must be TeacherSpec or StudentSpec"):
+        kex.run_all([{"seed": 0}], synthetic, cache=RunCache(tmp_path))
+    with pytest.raises(ValueError, match=r"gpus_per_run must be a number in \[0, 1\]"):
+        kex.run_all([TEACHER], synthetic, cache=RunCache(tmp_path), gpus_per_run=2)
+
+
+def test_inline_failure_is_reported_and_the_rest_finish(synthetic, tmp_path):
+    cache = RunCache(tmp_path)
+    good = TeacherSpec(recipe=Recipe(epochs=1, batch_size=20, lr=0.05), seed=2)
+    orphan = StudentSpec(recipe=S_RECIPE, teachers=(BAD_TEACHER,))
+    with pytest.raises(kex.RunsFailedError) as info:
+        kex.run_all([BAD_TEACHER, good, orphan], synthetic, cache=cache, device="cpu", progress=False)
+    err = info.value
+    bad_id = kex.run_key(BAD_TEACHER, synthetic, torch.device("cpu"), "auto", "auto")
+    assert [f.run_id for f in err.failures] == [bad_id, kex.run_key(orphan, synthetic, torch.device("cpu"), "auto", "auto")]
+    nan = err.failures[0]
+    assert nan.error.startswith("FloatingPointError") and f"run {bad_id} (teacher)" in nan.error and "epoch 1" in nan.error
+    assert "Traceback" in nan.traceback and "_train" in nan.traceback
+    assert "not started" in err.failures[1].error and bad_id in err.failures[1].error
+    assert str(err).startswith("2 of 3 runs failed (1 finished and are in the cache)")
+    assert isinstance(err.__cause__, FloatingPointError)
+    assert kex.run_all([good], synthetic, cache=cache, device="cpu", progress=False)[0].metrics["test_acc"] >= 0
+
+
+def test_ray_sweep_matches_inline(ray_local, synthetic, ray_cache, tmp_path, one_thread):
+    inline = kex.run_all(STUDENTS, synthetic, cache=RunCache(tmp_path), device="cpu", progress=False)
+    on_ray = kex.run_all(STUDENTS, synthetic, executor="ray", cache=ray_cache, device="cpu", progress=False)
+    for a, b in zip(inline, on_ray):
+        same_run(a, b)
+    teacher_id = kex.run_key(TEACHER, synthetic, torch.device("cpu"), "auto", "auto")
+    same_run(RunCache(tmp_path).load(teacher_id), ray_cache.load(teacher_id))
+    assert not (ray_cache.folder(teacher_id) / "checkpoint.pt").exists()
+
+    # everything is cached now: nothing is trained or rewritten
+    stamps = {r.id: (r.path / "result.json").stat().st_mtime_ns for r in on_ray}
+    again = kex.run_all(STUDENTS, synthetic, executor="ray", cache=ray_cache, device="cpu", progress=False)
+    assert {r.id: (r.path / "result.json").stat().st_mtime_ns for r in again} == stamps
+
+
+def test_ray_failure_is_reported_with_traceback_and_the_rest_finish(ray_local, synthetic, ray_cache):
+    teacher_id = kex.run_key(TEACHER, synthetic, torch.device("cpu"), "auto", "auto")
+    stamp = (ray_cache.folder(teacher_id) / "result.json").stat().st_mtime_ns  # from the test above
+    orphan = StudentSpec(recipe=S_RECIPE, teachers=(BAD_TEACHER,))
+    fresh = StudentSpec(recipe=S_RECIPE, teachers=(TEACHER,), seed=2)
+    with pytest.raises(kex.RunsFailedError) as info:
+        kex.run_all([BAD_TEACHER, orphan, fresh], synthetic, executor="ray", cache=ray_cache, device="cpu",
+                    progress=False)
+    failures = info.value.failures
+    assert len(failures) == 2
+    nan, skipped = failures
+    assert nan.spec == BAD_TEACHER and nan.error.startswith("FloatingPointError")
+    assert f"run {nan.run_id} (teacher)" in nan.error and "epoch 1" in nan.error
+    assert "Traceback" in nan.traceback and "FloatingPointError" in nan.traceback  # the worker's traceback
+    assert skipped.spec == orphan and "not started" in skipped.error
+    assert str(info.value).startswith("2 of 4 runs failed (2 finished and are in the cache)")
+    assert ray_cache.load(nan.run_id) is None
+    assert ray_cache.load(kex.run_key(fresh, synthetic, torch.device("cpu"), "auto", "auto")) is not None
+    assert (ray_cache.folder(teacher_id) / "result.json").stat().st_mtime_ns == stamp  # cached: not rerun
