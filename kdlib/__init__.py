@@ -2,7 +2,8 @@
 (Stanton et al., NeurIPS 2021) on CIFAR-100 with PreResNet-20.
 
 Modules follow the replication protocol: `data` (§1), `models` (§2), `losses` (§3), `config` and
-`scales` (§4, §7), `metrics` (§5), `train`, `evaluate` and `cache` (running and keeping runs).
+`scales` (§4, §7), `metrics` (§5); `train`, `evaluate`, `logit_cache`, `cache` and `executor` run
+and keep runs; `experiments`, `reference`, `widgets` and `report` serve the notebooks and the book.
 """
 
 __version__ = "0.1.0"
