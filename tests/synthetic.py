@@ -1,6 +1,6 @@
 """A tiny learnable dataset for training tests, importable from tests and from their subprocesses.
 
-The same images as the `synthetic` fixture of test_train.py: 10 classes, each a noisy colour.
+10 classes, each a noisy colour (the `synthetic` fixture of test_train.py uses it too).
 """
 
 import torch

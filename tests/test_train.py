@@ -9,26 +9,15 @@ from kdlib.cache import RunCache, run_id
 from kdlib.config import Recipe, StudentSpec, TeacherSpec
 from kdlib.train import get_run, init_student, initial_model, interpolate_state, refresh_batchnorm, resolve_device
 
+from synthetic import same_state, synthetic_dataset
+
 R = Recipe(epochs=3, batch_size=20, lr=0.05, eval_every=2)
 
 
 @pytest.fixture(scope="module")
 def synthetic():
-    g = torch.Generator().manual_seed(0)
     # 10 classes, each a noisy colour: learnable in a few steps
-    def split(n):
-        y = torch.arange(n) % 10
-        base = (y[:, None, None, None].float() * 25).expand(n, 3, 32, 32)
-        x = (base + torch.randint(0, 40, (n, 3, 32, 32), generator=g)).clamp(0, 255).to(torch.uint8)
-        return kdata.Split(x, y)
-    return kdata.Dataset(train=split(100), test=split(50), classes=tuple(f"c{i}" for i in range(100)),
-                         fingerprint="synthetic-test-data", spec=kdata.DataSpec(source="synthetic"))
-
-
-def _same_state(a: dict, b: dict):
-    assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    return synthetic_dataset()
 
 
 def test_teacher_run_is_cached_and_reused(synthetic, tmp_path, monkeypatch):
@@ -48,7 +37,7 @@ def test_teacher_run_is_cached_and_reused(synthetic, tmp_path, monkeypatch):
     monkeypatch.setattr("kdlib.train._train", boom)
     again = get_run(spec, synthetic, cache, device="cpu", progress=False)
     assert again.metrics == run.metrics
-    _same_state(again.state_dict(), run.state_dict())
+    same_state(again.state_dict(), run.state_dict())
 
 
 def test_student_trains_missing_teachers_and_records_fidelity(synthetic, tmp_path):
@@ -78,8 +67,8 @@ def test_interpolate_state_endpoints_and_buffers():
     a, b = initial_model(TeacherSpec(recipe=R, seed=0)), initial_model(TeacherSpec(recipe=R, seed=1))
     sa, sb = a.state_dict(), b.state_dict()
     sa["final_norm.num_batches_tracked"] = torch.tensor(10)
-    _same_state(interpolate_state(sa, sb, 1.0), sa)
-    _same_state(interpolate_state(sa, sb, 0.0), sb)
+    same_state(interpolate_state(sa, sb, 1.0), sa)
+    same_state(interpolate_state(sa, sb, 0.0), sb)
     mid = interpolate_state(sa, sb, 0.25)
     torch.testing.assert_close(mid["stem.weight"], 0.25 * sa["stem.weight"] + 0.75 * sb["stem.weight"])
     torch.testing.assert_close(mid["final_norm.running_var"], 0.25 * sa["final_norm.running_var"] + 0.75 * sb["final_norm.running_var"])
@@ -154,7 +143,7 @@ def test_interrupted_run_resumes_to_identical_result(synthetic, tmp_path, monkey
     resumed = get_run(spec, synthetic, cache, device="cpu", progress=False)
     assert resumed.metrics == reference.metrics
     assert [{k: v for k, v in h.items()} for h in resumed.history] == reference.history
-    _same_state(resumed.state_dict(), reference.state_dict())
+    same_state(resumed.state_dict(), reference.state_dict())
 
 
 def test_damaged_checkpoint_is_discarded_with_a_warning(synthetic, tmp_path):
