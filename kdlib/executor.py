@@ -32,10 +32,9 @@ import torch
 from tqdm import tqdm
 
 from kdlib import data as kdata
-from kdlib import logit_cache as lcache
-from kdlib.cache import CorruptRunError, Run, RunCache, run_id
+from kdlib.cache import CorruptRunError, Run, RunCache
 from kdlib.config import Spec, StudentSpec, TeacherSpec
-from kdlib.train import get_run, resolve_device, resolve_precision, run_variant
+from kdlib.train import get_run, resolve_device, run_key
 
 # "ray" starts a local Ray instance (or joins the one RAY_ADDRESS names, or the one this process
 # is already connected to); "ray://<host>:<port>" is a Ray Client address; "ray:<address>" passes
@@ -101,18 +100,6 @@ def describe(spec: Spec) -> str:
         f" lam {spec.lam:g}" if spec.init == "interpolate" else "")
     teachers = ",".join(str(t.seed) for t in spec.teachers)
     return f"student seed {spec.seed} of teacher(s) {teachers}, tau {spec.tau:g}{init}, {spec.norm}norm, {recipe}"
-
-
-def run_key(spec: Spec, dataset: kdata.Dataset, device: torch.device, precision: str, logit_cache: str) -> str:
-    """The id `get_run` gives `spec` when it trains on `device` (which need not exist here).
-
-    Mirrors get_run's own computation (precision and the logit cache change a run's numerics and
-    so its id, kdlib.train.run_variant); a worker's result is checked against it on arrival.
-    """
-    precision = resolve_precision(precision, device)
-    cached = isinstance(spec, StudentSpec) and lcache.use_logit_cache(logit_cache, spec.recipe.epochs,
-                                                                      spec.recipe.mixup)
-    return run_id(spec, dataset.cache_key(), run_variant(precision, cached))
 
 
 def run_all(specs: Sequence[Spec], dataset: kdata.Dataset, *, executor: str = "inline",
@@ -226,7 +213,7 @@ def _run_inline(specs, dataset, cache, device, progress, precision, logit_cache)
             continue
         if run.id != key(spec):
             raise RuntimeError(f"get_run gave run {run.id} where run_key expected {key(spec)}: "
-                               "kdlib.executor.run_key no longer mirrors kdlib.train.get_run")
+                               "kdlib.train.run_key no longer matches the id get_run computes")
         runs[spec] = run
     return _finish(specs, order, runs, failures, first_error)
 

@@ -127,6 +127,22 @@ def run_variant(precision: str, cached_logits: bool) -> dict:
     return variant
 
 
+def _uses_logit_cache(spec: Spec, logit_cache: str) -> bool:
+    return isinstance(spec, StudentSpec) and lcache.use_logit_cache(logit_cache, spec.recipe.epochs,
+                                                                    spec.recipe.mixup)
+
+
+def run_key(spec: Spec, dataset: kdata.Dataset, device: torch.device, precision: str = "auto",
+            logit_cache: str = "auto") -> str:
+    """The id `get_run` gives `spec` when it trains on `device` (which need not exist here).
+
+    get_run computes its ids with the same pieces; the Ray executor uses this to predict the id
+    a remote worker will produce.
+    """
+    precision = resolve_precision(precision, device)
+    return run_id(spec, dataset.cache_key(), run_variant(precision, _uses_logit_cache(spec, logit_cache)))
+
+
 def initial_model(spec: Spec) -> nn.Module:
     """The untrained network of a teacher, or a student's random initialisation."""
     return build_model(spec.norm, stable_seed(spec.kind, spec.seed, "init"))
@@ -155,8 +171,7 @@ def get_run(spec: Spec, dataset: kdata.Dataset, cache: RunCache | None = None,
     device = resolve_device(device)
     precision = resolve_precision(precision, device)
     lcache.check_mode(logit_cache)
-    is_student = isinstance(spec, StudentSpec)
-    cached_logits = is_student and lcache.use_logit_cache(logit_cache, spec.recipe.epochs, spec.recipe.mixup)
+    cached_logits = _uses_logit_cache(spec, logit_cache)
     variant = run_variant(precision, cached_logits)
     cache = cache if cache is not None else RunCache()
     rid = run_id(spec, dataset.cache_key(), variant)
