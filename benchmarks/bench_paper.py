@@ -284,14 +284,15 @@ def paper_plan() -> tuple[list, str]:
         return teachers + students, f"a stand-in plan (5 teachers, 34 students; {e})"
 
 
-def final_forwards(n_train: int, n_test: int, members: int) -> int:
+def final_forwards(n_train: int, n_test: int, members: int, stored_teachers: bool = True) -> int:
     """Forward passes of a run's final metrics (kdlib.train.final_metrics; members = 0: a teacher run).
 
-    The model on test, train and augmented train; each teacher member on the same three (a teacher
-    run: test and train only); CKA's 1,000 images are left out.
+    The model on test, train and augmented train. A student's teachers add nothing when their runs
+    stored those logits (`stored_teachers`, what get_run does), else each member runs on the same
+    three. CKA's 1,000 images are left out.
     """
-    if members == 0:
-        return n_test + n_train
+    if members == 0 or stored_teachers:
+        return n_test + 2 * n_train
     return (1 + members) * (n_test + 2 * n_train)
 
 
@@ -303,7 +304,8 @@ def extrapolate(results: dict, n_train: int, n_test: int) -> dict:
     """
     ep, build, evals = results["epochs"], results["cache_build"], results["evaluation"]
     per_eval = evals["test_eval_seconds"]
-    per_forward = evals["final_metrics_seconds_5_teachers"] / final_forwards(n_train, n_test, MAX_MEMBERS)
+    per_forward = evals["final_metrics_seconds_5_teachers"] / final_forwards(n_train, n_test, MAX_MEMBERS,
+                                                                              stored_teachers=False)
     build_member = build["full_build_seconds_per_member"]
 
     def student_epoch(m, cached, norm):

@@ -4,7 +4,9 @@ A run folder holds
     spec.json        the full configuration (spec, data key, code version) that was hashed
     checkpoint.pt    the latest end-of-epoch training state, while the run is unfinished
     model.pt         final weights (a plain state_dict)
-    logits.pt        final test-set logits (float32), for analyses that need no model
+    logits.pt        final logits (float32), for analyses that need no model: "test"; a teacher
+                     also stores "train" (clean) and "train_aug" (evaluate.augmented_views), which
+                     its students' final metrics reuse instead of running it again
     result.json      history, final metrics, the sha256 of model.pt and logits.pt, and its own
                      checksum; written last, so its presence means the run is complete
 
@@ -223,6 +225,10 @@ class Run:
         """Final logits on the whole test set, (N_test, classes) float32."""
         return load_tensors(self.path / "logits.pt")["test"]
 
+    def stored_logits(self, split: str) -> torch.Tensor | None:
+        """Final logits on `split` ("test", "train" or "train_aug"), or None if the run did not store them."""
+        return load_tensors(self.path / "logits.pt").get(split)
+
 
 class RunCache:
     """Folders of runs under `root` (default `runs_home()`)."""
@@ -308,12 +314,14 @@ class RunCache:
 
     def write_result(self, rid: str, spec: Spec, data_key: dict, state_dict: dict,
                      test_logits: torch.Tensor, history: list[dict], metrics: dict, info: dict,
-                     variant: dict | None = None) -> Run:
+                     variant: dict | None = None, extra_logits: dict[str, torch.Tensor] | None = None) -> Run:
+        """Writes a finished run; `extra_logits` (split -> logits) are stored beside the test logits."""
         folder = self.folder(rid)
         write_json(folder / "spec.json", run_payload(spec, data_key, variant))
+        logits = {"test": test_logits, **(extra_logits or {})}
         files = {
             "model.pt": save_tensors(folder / "model.pt", {k: v.detach().cpu() for k, v in state_dict.items()}),
-            "logits.pt": save_tensors(folder / "logits.pt", {"test": test_logits.detach().float().cpu()}),
+            "logits.pt": save_tensors(folder / "logits.pt", {k: v.detach().float().cpu() for k, v in logits.items()}),
         }
         result = {"id": rid, "spec": spec_to_dict(spec), "data": data_key, "variant": dict(variant or {}),
                   "history": history, "metrics": metrics, "info": info, "sha256": files}

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from kdlib import data as kdata
 from kdlib.cache import CorruptRunError, Run, RunCache
 from kdlib.config import Spec, StudentSpec, TeacherSpec
-from kdlib.train import get_run, resolve_device, run_key
+from kdlib.train import get_run, resolve_device, resolve_precision, run_key
 
 # "ray" starts a local Ray instance (or joins the one RAY_ADDRESS names, or the one this process
 # is already connected to); "ray://<host>:<port>" is a Ray Client address; "ray:<address>" passes
@@ -276,6 +276,9 @@ def _run_on_ray(specs, dataset, cache, executor, device, progress, gpus_per_run,
     # The device the workers train on ("auto" resolves there to the GPU share Ray assigns), for
     # the run ids they will produce.
     target = torch.device("cuda" if gpus > 0 else "cpu")
+    # "auto" precision is decided here, once for the sweep, and workers get the decision: a CPU
+    # worker on other hardware (without native bf16, say) must not pick other numerics and ids.
+    precision = resolve_precision(precision, target)
     rids = {}
 
     def key(spec):

@@ -16,6 +16,17 @@ def _session_kdlib_home(tmp_path_factory):
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _auto_precision_is_fp32_on_cpu():
+    """precision="auto" is bf16 on CPUs with native bf16 (kdlib.train.cpu_has_native_bf16): tests
+    in this process (and the worker scripts of test_robustness) see an fp32 CPU whatever this
+    machine has, so run ids and numbers do not depend on it. Session-wide, so module fixtures see
+    it too and a test's own monkeypatch.undo() leaves it in place."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("kdlib.train.cpu_has_native_bf16", lambda: False)
+        yield
+
+
 @pytest.fixture(scope="session")
 def cifar_real_source() -> str:
     """Path of the offline CIFAR-100 JPEG archive ($KDLIB_TEST_DATA, else ../shared/data/); skips if absent."""

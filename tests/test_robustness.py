@@ -39,6 +39,7 @@ from kdlib.cache import RunCache
 from kdlib.config import spec_from_dict
 from synthetic import synthetic_dataset
 
+kdlib.train.cpu_has_native_bf16 = lambda: False  # fp32 for "auto", as in the test process (conftest)
 steps = {"n": 0}
 real_step = torch.optim.SGD.step
 def step(self, *args, **kwargs):

@@ -205,8 +205,11 @@ def small(synthetic):
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-def test_precision_is_resolved_per_device_and_checked():
-    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+def test_precision_is_resolved_per_device_and_checked(monkeypatch):
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"  # conftest: a CPU without bf16
+    monkeypatch.setattr("kdlib.train.cpu_has_native_bf16", lambda: True)
+    assert resolve_precision("auto", torch.device("cpu")) == "bf16"
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
     assert resolve_precision("auto", torch.device("cuda")) == "bf16"
     assert resolve_precision("fp32", torch.device("cuda")) == "fp32"
     with pytest.raises(ValueError, match="precision must be one of"):
@@ -363,3 +366,37 @@ def test_cuda_bf16_autocast_keeps_norm_layers_in_fp32(norm):
     assert all(w == torch.float32 for w, _ in seen)  # parameters and statistics stay fp32
     if norm == "layer":
         assert all(o == torch.float32 for _, o in seen)  # group_norm is on autocast's fp32 list
+
+
+def test_teachers_store_train_logits_and_students_reuse_them(synthetic, tmp_path, monkeypatch):
+    """A student's final train/augmented-train fidelity reads its teachers' stored logits and gives
+    the same numbers as running the teachers again."""
+    from kdlib import evaluate as ev
+    from kdlib.losses import Teacher
+    from kdlib.train import final_metrics
+    cache = RunCache(tmp_path)
+    teachers = (TeacherSpec(recipe=R, seed=0), TeacherSpec(recipe=R, seed=1))
+    student = get_run(StudentSpec(recipe=R, teachers=teachers), synthetic, cache, device="cpu", progress=False)
+    runs = [get_run(t, synthetic, cache, device="cpu", progress=False) for t in teachers]
+    views = ev.augmented_views(len(synthetic.train))
+    for r in runs:
+        model = r.load_model()
+        torch.testing.assert_close(r.stored_logits("train"), ev.predict(model, synthetic.train.x, "cpu"))
+        torch.testing.assert_close(r.stored_logits("train_aug"), ev.predict(model, synthetic.train.x, "cpu", views=views))
+    assert student.stored_logits("train") is None  # students store test logits only
+
+    teacher = Teacher([r.load_model() for r in runs])
+    model = initial_model(student.spec)
+    model.load_state_dict(student.state_dict())
+    computed, _ = final_metrics(model, teacher, synthetic, torch.device("cpu"), student.history)
+    real_predict = ev.predict
+
+    def predict(net, *a, **k):
+        assert net is not teacher, "the teacher ran again although its runs stored its logits"
+        return real_predict(net, *a, **k)
+    monkeypatch.setattr(ev, "predict", predict)
+    reused, _ = final_metrics(model, teacher, synthetic, torch.device("cpu"), student.history, teacher_runs=runs)
+    assert reused.keys() == computed.keys()
+    for key in computed:
+        assert reused[key] == pytest.approx(computed[key], rel=1e-5, abs=1e-6), key
+    assert reused == pytest.approx(student.metrics, rel=1e-5, abs=1e-6)
