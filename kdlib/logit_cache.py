@@ -30,7 +30,7 @@ the same teachers gets it for the price of a load (E1, E3, E4 and E6 all distil 
 m = 5 and E5 share the five-teacher ensemble).
 
 Memory. N x 162 x C x 2 bytes on the training device (`cache_bytes`): 1.62 GB for the 50,000
-CIFAR-100 training images, 324 MB for the reduced scale's 10,000, 16 MB for the tiny scale's 500.
+CIFAR-100 training images, 162 MB for the reduced scale's 5,000, 16 MB for the tiny scale's 500.
 Writing it to disk briefly needs about three more copies in host memory (kdlib.cache.save_tensors).
 """
 
@@ -79,7 +79,7 @@ def use_logit_cache(mode: str, epochs: int, mixup: bool) -> bool:
 
     "off": never. "on": always; an error with MixUp, where a cache cannot be exact.
     "auto": when it is exact (no MixUp) and it pays for one student on its own:
-    epochs >= BREAK_EVEN_EPOCHS (162). Paper students (300 epochs) use it, reduced-scale ones (20)
+    epochs >= BREAK_EVEN_EPOCHS (162). Paper students (300 epochs) use it, reduced-scale ones (8)
     do not. The rule depends only on the run's configuration, never on whether a cache happens to
     be stored already, so it decides a run's id deterministically (kdlib.train.run_variant).
     """

@@ -46,12 +46,12 @@ SCALES = {
     ),
     "reduced": Scale(
         name="reduced",
-        description="a CPU-sized reduction: 40 training and 20 test images per class, 8 epochs",
-        train_per_class=40, test_per_class=20,
-        teacher=Recipe(epochs=8, batch_size=128, lr=0.1, lr_min=0.0, eval_every=2),
-        student=Recipe(epochs=8, batch_size=128, lr=0.05, lr_min=1e-6, eval_every=2),
+        description="a CPU-sized reduction: 50 training and 20 test images per class, 8 epochs at batch 64",
+        train_per_class=50, test_per_class=20,
+        teacher=Recipe(epochs=8, batch_size=64, lr=0.1, lr_min=0.0, eval_every=2),
+        student=Recipe(epochs=8, batch_size=64, lr=0.05, lr_min=1e-6, eval_every=2),
         n_teachers=3, self_distill_students=2, ensemble_sizes=(1, 3),
-        lambdas=(0.0, 0.25, 0.5, 1.0), taus=(1.0, 4.0, 8.0),
+        lambdas=(0.0, 0.25, 0.5, 1.0), lambda_norms=("layer",), taus=(1.0, 4.0, 8.0),
     ),
     "tiny": Scale(
         name="tiny",

@@ -108,7 +108,7 @@ def test_use_logit_cache_rule():
 
 def test_stated_memory():
     assert lcache.cache_bytes(50_000) == 1_620_000_000  # the full CIFAR-100 training set
-    assert lcache.cache_bytes(10_000) == 324_000_000  # the reduced scale
+    assert lcache.cache_bytes(5_000) == 162_000_000  # the reduced scale
 
 
 def test_load_or_build_stores_reuses_and_repairs(teacher, padded, built, tmp_path):

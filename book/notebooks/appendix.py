@@ -83,8 +83,11 @@ cost.loc["total"] = cost.sum()
 cost.round(2)
 
 # %% tags=["hide-input"]
+all_runs = exp.run([*ex.all_specs(sc)])
 Markdown(f"""
 A run used by several experiments is counted where it first appears. In all, the report at this scale
 rests on {len(seen)} runs and {cost.loc['total', 'train (min)'] + cost.loc['total', 'eval (min)']:.1f} minutes of
-training and evaluation on {', '.join(sorted({r.info['device'] for r in exp.run([*ex.all_specs(sc)])}))}.
+training and evaluation on {', '.join(sorted({r.info['device'] for r in all_runs}))}, training in
+{' and '.join(sorted({r.info['precision'] for r in all_runs}))} (`precision="auto"`: bf16 autocast where the
+hardware computes bf16 natively, fp32 elsewhere; final metrics are always computed in fp32).
 """)

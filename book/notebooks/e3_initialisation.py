@@ -22,7 +22,8 @@
 # initialisation, then distil as usual with learning rate $\max(\eta_0 (1-\lambda), 10^{-6})$. For
 # the BatchNorm model one train-mode pass over the training data first refreshes the normalisation
 # statistics, which interpolation invalidates. The paper ran this with the LayerNorm model; the
-# study with BatchNorm. We run both.
+# study with BatchNorm. The `paper` scale runs both; the reduced scale, to fit its time budget, runs
+# the paper's LayerNorm model only (`lambda_norms` in `kdlib/scales.py`).
 
 # %% tags=["parameters"]
 scale = "reduced"
