@@ -1,6 +1,7 @@
 """The whole report at the `tiny` scale: every notebook executed by the runner, then the book built."""
 
 import json
+import re
 
 import nbformat
 import pytest
@@ -50,3 +51,13 @@ def test_book_has_every_page(tiny_book):
     if tiny_book.local_assets:
         assert "_static/vendor/html-manager/embed-amd.js" in e3
         assert "cdn.jsdelivr.net" not in e3
+
+
+def test_generated_markdown_tables_render(tiny_book):
+    """Markdown a notebook generates is parsed as MyST (_config.yml nb_render_markdown_format): its
+    tables become tables, not paragraphs of pipes (myst-nb's CommonMark default has no tables)."""
+    appendix = (tiny_book.index.parent / "executed" / "appendix.html").read_text()
+    assert "<td><p>CPU threads</p></td>" in appendix
+    unparsed = re.compile(r"<p>\|[^<\n]*\|\n\|(\u2014|---)\|")  # "| a | b |" then "|---|" as text
+    for page in sorted(tiny_book.index.parent.rglob("*.html")):
+        assert not unparsed.search(page.read_text()), f"{page.name}: a Markdown table rendered as text"

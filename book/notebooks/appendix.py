@@ -40,7 +40,7 @@ sc = exp.scale
 
 # %% tags=["hide-input"]
 Markdown(f"""
-| | |
+| setting | value |
 |---|---|
 | kdlib | {kdlib.__version__} |
 | Python | {platform.python_version()} |

@@ -64,8 +64,9 @@ test accuracy. The study (5 teachers, full scale) found agreement rising from 75
 # ## What the student is asked to match
 #
 # Move the slider to soften the ensemble's predictions on three test images: the bars are the ten
-# largest probabilities of $\mathrm{softmax}(z_t/\tau)$, the true class in orange. The title gives the
-# results of the student distilled at that temperature.
+# largest probabilities of $\mathrm{softmax}(z_t/\tau)$, the true class in orange, on one probability
+# axis for all temperatures (up to the largest bar at the lowest). The title gives the results of the
+# student distilled at that temperature.
 
 # %%
 teacher_logits = ex.ensemble_test_logits(pool)
@@ -73,6 +74,8 @@ n = len(exp.dataset.test)
 picks = [0, n // 3, (2 * n) // 3]
 classes = exp.dataset.classes
 taus = [float(t) for t in exp.scale.taus]
+# one probability axis for every temperature (so views compare), up to the largest bar any shows
+top_p = max(float(torch.softmax(teacher_logits[i] / min(taus), dim=-1).max()) for i in picks)
 
 def view(t):
     r = runs[f"tau={t:g}"].metrics
@@ -89,7 +92,7 @@ def view(t):
         ax = axes[1, k]
         ax.bar(range(10), top.values.numpy(), color=colors)
         ax.set_xticks(range(10), [classes[int(c)] for c in top.indices], rotation=70, fontsize=7)
-        ax.set(ylim=(0, 1), ylabel="probability" if k == 0 else None)
+        ax.set(ylim=(0, min(1.0, 1.1 * top_p)), ylabel="probability" if k == 0 else None)
     fig.suptitle(f"tau = {t:g}: student acc {100 * r['test_acc']:.2f} %, agreement {100 * r['test_agreement']:.2f} %, "
                  f"KL {r['test_kl']:.3f}", fontsize=11)
     fig.tight_layout()
