@@ -118,5 +118,6 @@ Held: {"; ".join(held) if held else "none"}. {central}
 - **Baselines.** The study's teacher-versus-teacher agreement is not the paper's baseline (a student
   against other teachers); E0 reports both.
 - **Normalisation.** The paper's optimisation experiments used LayerNorm, the released code only
-  BatchNorm; the `paper` scale runs E3 with both, this scale with {' and '.join(sc.lambda_norms)}.
+  BatchNorm; the `paper` scale runs E3 with both, this scale with {' and '.join({'layer': 'LayerNorm', 'batch': 'BatchNorm'}[n] for n in sc.lambda_norms)}.
+  E6 uses the {' and '.join(sorted({ {'layer': 'LayerNorm', 'batch': 'BatchNorm'}[r.spec.norm] for r in e6.values()}))} model.
 """)

@@ -87,9 +87,11 @@ temperature 4 and no label term (alpha = 0) unless an experiment varies them.
 
 # %%
 pd.DataFrame([
-    {"aspect": "normalisation in E3 and E6", "paper": "LayerNorm", "study": "BatchNorm",
-     "this report": (f"both at this scale ({', '.join(sc.lambda_norms)})" if len(sc.lambda_norms) > 1 else
-                     f"{sc.lambda_norms[0]} at this scale; both at `paper` scale")},
+    {"aspect": "normalisation in E3", "paper": "LayerNorm", "study": "BatchNorm",
+     "this report": " and ".join({"layer": "LayerNorm", "batch": "BatchNorm"}[n] for n in sc.lambda_norms)
+                    + ("" if len(sc.lambda_norms) > 1 else " (both at the paper scale)")},
+    {"aspect": "normalisation in E6", "paper": "LayerNorm", "study": "BatchNorm",
+     "this report": {"layer": "LayerNorm", "batch": "BatchNorm"}[next(iter(ex.optimiser_specs(sc).values())).norm]},
     {"aspect": "lambda grid (E3)", "paper": "dense", "study": "0, .25, .375, .5, 1",
      "this report": ", ".join(f"{v:.3g}" for v in sc.lambdas)},
     {"aspect": "NLL", "paper": "true NLL", "study": "~20 (indexing bug)", "this report": "true NLL (fix)"},
