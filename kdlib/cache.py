@@ -211,6 +211,7 @@ class Run:
     metrics: dict         # final evaluation (see kdlib.evaluate.final_metrics)
     info: dict            # wall time, device, precision, versions
     variant: dict = field(default_factory=dict)  # non-default numerics, part of the id
+    _logits: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     def state_dict(self, map_location="cpu") -> dict:
         return load_tensors(self.path / "model.pt", map_location)
@@ -223,11 +224,17 @@ class Run:
 
     def test_logits(self) -> torch.Tensor:
         """Final logits on the whole test set, (N_test, classes) float32."""
-        return load_tensors(self.path / "logits.pt")["test"]
+        return self.stored_logits("test")
 
     def stored_logits(self, split: str) -> torch.Tensor | None:
-        """Final logits on `split` ("test", "train" or "train_aug"), or None if the run did not store them."""
-        return load_tensors(self.path / "logits.pt").get(split)
+        """Final logits on `split` ("test", "train" or "train_aug"), or None if the run did not store them.
+
+        logits.pt is read and checked once per Run object (a teacher's holds its train-set logits
+        too: 44 MB at the paper scale); treat the returned tensors as read-only.
+        """
+        if self._logits is None:
+            self._logits = load_tensors(self.path / "logits.pt")
+        return self._logits.get(split)
 
 
 class RunCache:

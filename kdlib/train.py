@@ -10,8 +10,11 @@ Where the speed comes from (issue 4; README "Speed" has the measured figures):
 - NHWC (channels_last) activations and weights;
 - students read their teachers' logits from the exact logit cache when it pays (kdlib.logit_cache)
   instead of running every teacher on every batch;
-- on CUDA: bf16 autocast (precision="auto"), cuDNN autotuning, and nothing inside an epoch waits
-  for the device (losses and counts accumulate there; one read per epoch);
+- bf16 autocast where the hardware has it natively (precision="auto": CUDA, and CPUs with
+  AVX512-BF16/AMX);
+- on CUDA: cuDNN autotuning, and nothing inside an epoch waits for the device (losses and counts
+  accumulate there; one read per epoch);
+- teachers store their train-set logits, so students' final metrics do not run them again;
 - torch.compile of the training forward passes, opt-in (compile=True).
 """
 
@@ -149,15 +152,23 @@ def _uses_logit_cache(spec: Spec, logit_cache: str) -> bool:
                                                                     spec.recipe.mixup)
 
 
+def _identity(spec: Spec, dataset: kdata.Dataset, device: torch.device, precision: str,
+              logit_cache: str) -> tuple[str, str, bool, dict]:
+    """(run id, resolved precision, whether the logit cache is used, variant) of `spec` on `device`."""
+    precision = resolve_precision(precision, device)
+    cached_logits = _uses_logit_cache(spec, logit_cache)
+    variant = run_variant(precision, cached_logits)
+    return run_id(spec, dataset.cache_key(), variant), precision, cached_logits, variant
+
+
 def run_key(spec: Spec, dataset: kdata.Dataset, device: torch.device, precision: str = "auto",
             logit_cache: str = "auto") -> str:
     """The id `get_run` gives `spec` when it trains on `device` (which need not exist here).
 
-    get_run computes its ids with the same pieces; the Ray executor uses this to predict the id
+    get_run computes its ids with the same function; the Ray executor uses this to predict the id
     a remote worker will produce.
     """
-    precision = resolve_precision(precision, device)
-    return run_id(spec, dataset.cache_key(), run_variant(precision, _uses_logit_cache(spec, logit_cache)))
+    return _identity(spec, dataset, device, precision, logit_cache)[0]
 
 
 def initial_model(spec: Spec) -> nn.Module:
@@ -187,12 +198,9 @@ def get_run(spec: Spec, dataset: kdata.Dataset, cache: RunCache | None = None,
     if not isinstance(compile, bool):
         raise ValueError(f"compile must be True or False, got {compile!r}")
     device = resolve_device(device)
-    precision = resolve_precision(precision, device)
     lcache.check_mode(logit_cache)
-    cached_logits = _uses_logit_cache(spec, logit_cache)
-    variant = run_variant(precision, cached_logits)
+    rid, precision, cached_logits, variant = _identity(spec, dataset, device, precision, logit_cache)
     cache = cache if cache is not None else RunCache()
-    rid = run_id(spec, dataset.cache_key(), variant)
     run = cache.load(rid)
     if run is not None:
         return run
