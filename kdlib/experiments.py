@@ -146,6 +146,16 @@ def agreement_split(teacher: Run, other_teacher: Run, student: Run) -> dict[str,
             "still disagreeing": int((~easy & (s != t)).sum())}
 
 
+# E4: two students' representations count as similar when no stage's CKA with the teacher differs
+# by more than this (the E4 chapter and the E7 summary use the same criterion).
+SIMILAR_CKA_GAP = 0.1
+
+
+def cka_gap(a: Run, b: Run) -> float:
+    """The largest stage-wise difference between two students' CKA with their teacher (E4)."""
+    return max(abs(x - y) for x, y in zip(a.metrics["cka"], b.metrics["cka"]))
+
+
 def history_series(run: Run, key: str) -> tuple[list[int], list[float]]:
     """(epochs, values) of `key` in a run's history, skipping epochs where it was not measured."""
     pts = [(h["epoch"], h[key]) for h in run.history if key in h and not (isinstance(h[key], float) and math.isnan(h[key]))]

@@ -94,3 +94,11 @@ def test_check_number(value):
     assert ex.check_number("tau", 4, 0, float("inf"), low_open=True) == 4.0
     with pytest.raises(ValueError, match=r"tau must be a number in \(0, inf\]"):
         ex.check_number("tau", 0, 0, float("inf"), low_open=True)
+
+
+def test_cka_gap_is_the_largest_stage_difference():
+    from types import SimpleNamespace
+    a = SimpleNamespace(metrics={"cka": [0.90, 0.80, 0.70]})
+    b = SimpleNamespace(metrics={"cka": [0.95, 0.60, 0.72]})
+    assert ex.cka_gap(a, b) == pytest.approx(0.20) == ex.cka_gap(b, a)
+    assert ex.cka_gap(a, b) > ex.SIMILAR_CKA_GAP
