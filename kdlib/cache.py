@@ -6,7 +6,9 @@ A run folder holds
     model.pt         final weights (a plain state_dict)
     logits.pt        final logits (float32), for analyses that need no model: "test"; a teacher
                      also stores "train" (clean) and "train_aug" (evaluate.augmented_views), which
-                     its students' final metrics reuse instead of running it again
+                     its students' final metrics reuse instead of running it again; a student
+                     stores its predicted labels there ("train_pred", "train_aug_pred"), which the
+                     claims' bootstrap over training images reads (kdlib.claims)
     result.json      history, final metrics, the sha256 of model.pt and logits.pt, and its own
                      checksum; written last, so its presence means the run is complete
 
@@ -40,7 +42,7 @@ import torch
 from kdlib.config import Spec, spec_from_dict, spec_to_dict
 
 # Bump when a change to kdlib changes what a run computes, so old results are not reused.
-CODE_VERSION = 1
+CODE_VERSION = 2  # 2: students store their training-set predictions; K-class data
 _HEADER_LEN = 65  # 64 hex digits and a newline
 
 
@@ -218,13 +220,25 @@ class Run:
 
     def load_model(self, device="cpu"):
         from kdlib.models import build_model
-        model = build_model(self.spec.norm, seed=0)
-        model.load_state_dict(self.state_dict())
+        state = self.state_dict()
+        model = build_model(self.spec.norm, seed=0, num_classes=state["fc.weight"].shape[0])
+        model.load_state_dict(state)
         return model.to(device).eval()
 
     def test_logits(self) -> torch.Tensor:
         """Final logits on the whole test set, (N_test, classes) float32."""
         return self.stored_logits("test")
+
+    def predictions(self, split: str) -> torch.Tensor:
+        """Predicted labels (N,) int64 on `split` ("test", "train" or "train_aug"): the argmax of the
+        stored logits, or the labels a student stored (`evaluate.final_metrics`)."""
+        logits = self.stored_logits(split)
+        if logits is not None:
+            return logits.argmax(1)
+        labels = self._logits.get(f"{split}_pred")
+        if labels is None:
+            raise KeyError(f"run {self.id} stored no predictions on {split!r}; it has {sorted(self._logits)}")
+        return labels.long()
 
     def stored_logits(self, split: str) -> torch.Tensor | None:
         """Final logits on `split` ("test", "train" or "train_aug"), or None if the run did not store them.
@@ -322,13 +336,16 @@ class RunCache:
     def write_result(self, rid: str, spec: Spec, data_key: dict, state_dict: dict,
                      test_logits: torch.Tensor, history: list[dict], metrics: dict, info: dict,
                      variant: dict | None = None, extra_logits: dict[str, torch.Tensor] | None = None) -> Run:
-        """Writes a finished run; `extra_logits` (split -> logits) are stored beside the test logits."""
+        """Writes a finished run; `extra_logits` (split -> logits, or "<split>_pred" -> predicted
+        labels) are stored beside the test logits."""
         folder = self.folder(rid)
         write_json(folder / "spec.json", run_payload(spec, data_key, variant))
         logits = {"test": test_logits, **(extra_logits or {})}
         files = {
             "model.pt": save_tensors(folder / "model.pt", {k: v.detach().cpu() for k, v in state_dict.items()}),
-            "logits.pt": save_tensors(folder / "logits.pt", {k: v.detach().float().cpu() for k, v in logits.items()}),
+            # logits as float32; predicted labels ("<split>_pred") keep their integer dtype
+            "logits.pt": save_tensors(folder / "logits.pt", {
+                k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu() for k, v in logits.items()}),
         }
         result = {"id": rid, "spec": spec_to_dict(spec), "data": data_key, "variant": dict(variant or {}),
                   "history": history, "metrics": metrics, "info": info, "sha256": files}

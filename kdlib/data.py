@@ -70,6 +70,9 @@ class DataSpec:
     test_per_class: int | None = None
     # seeds which images a subset takes; irrelevant when both counts are None
     subset_seed: int = 0
+    # keep only the first this many classes (fine labels 0..K-1, alphabetical); None = all 100.
+    # Labels keep their ids, so the networks get a K-way head (Dataset.num_classes).
+    num_classes: int | None = None
 
     def __post_init__(self):
         if isinstance(self.source, os.PathLike):
@@ -79,6 +82,10 @@ class DataSpec:
         _check_count("train_per_class", self.train_per_class, 1, allow_none=True)
         _check_count("test_per_class", self.test_per_class, 1, allow_none=True)
         _check_count("subset_seed", self.subset_seed, 0, allow_none=False)
+        _check_count("num_classes", self.num_classes, 2, allow_none=True)
+        if self.num_classes is not None and self.num_classes > NUM_CLASSES:
+            raise ValueError(f"DataSpec.num_classes must be an int in 2..{NUM_CLASSES} or None (all), "
+                             f"got {self.num_classes!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,14 +101,22 @@ class Split:
 class Dataset:
     train: Split
     test: Split
-    classes: tuple[str, ...]  # the 100 fine label names; label i is classes[i] (alphabetical)
+    classes: tuple[str, ...]  # the fine label names kept; label i is classes[i] (alphabetical)
     fingerprint: str  # sha256 hex of the source content (see load())
     spec: DataSpec
 
+    @property
+    def num_classes(self) -> int:
+        """Classes the networks distinguish: the size of their output layer."""
+        return len(self.classes)
+
     def cache_key(self) -> dict:
         """What identifies the data of a run: the source's content hash and the subset."""
-        return {"fingerprint": self.fingerprint, "train_per_class": self.spec.train_per_class,
-                "test_per_class": self.spec.test_per_class, "subset_seed": self.spec.subset_seed}
+        key = {"fingerprint": self.fingerprint, "train_per_class": self.spec.train_per_class,
+               "test_per_class": self.spec.test_per_class, "subset_seed": self.spec.subset_seed}
+        if self.spec.num_classes is not None:
+            key["num_classes"] = self.spec.num_classes
+        return key
 
     def describe(self) -> str:
         """One line for reports: where the images came from and how many were used."""
@@ -110,9 +125,11 @@ class Dataset:
         subset = ""
         if self.spec.train_per_class or self.spec.test_per_class:
             subset = f", class-balanced subsets, seed {self.spec.subset_seed}"
+        classes = "" if self.spec.num_classes is None else \
+            f", the first {self.num_classes} classes ({self.classes[0]} to {self.classes[-1]})"
         return (f"CIFAR-100 from {self.spec.source} (sha256 {self.fingerprint[:12]}): "
                 f"{count(self.train, self.spec.train_per_class)} train / "
-                f"{count(self.test, self.spec.test_per_class)} test images{subset}")
+                f"{count(self.test, self.spec.test_per_class)} test images{classes}{subset}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -129,11 +146,12 @@ def load(spec: DataSpec) -> Dataset:
     else:
         arrays, classes, fingerprint = _load_local(spec.source)
     train_x, train_y, test_x, test_y = (torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
-    train = _subset(Split(train_x, train_y.long()), spec.train_per_class, spec.subset_seed,
-                    "train_per_class")
-    test = _subset(Split(test_x, test_y.long()), spec.test_per_class, spec.subset_seed,
-                   "test_per_class")
-    return Dataset(train=train, test=test, classes=tuple(classes), fingerprint=fingerprint,
+    k = spec.num_classes or len(classes)
+    train = _subset(_first_classes(Split(train_x, train_y.long()), k), spec.train_per_class,
+                    spec.subset_seed, "train_per_class", k)
+    test = _subset(_first_classes(Split(test_x, test_y.long()), k), spec.test_per_class,
+                   spec.subset_seed, "test_per_class", k)
+    return Dataset(train=train, test=test, classes=tuple(classes[:k]), fingerprint=fingerprint,
                    spec=spec)
 
 
@@ -271,7 +289,16 @@ def _check_classes(train_classes: list[str], test_classes: list[str], source: st
         raise ValueError(f"DataSpec.source {source!r}: class names are not in alphabetical order")
 
 
-def _subset(split: Split, per_class: int | None, seed: int, field: str) -> Split:
+def _first_classes(split: Split, k: int) -> Split:
+    """The images of labels 0..k-1 (all of them when k is every class), in their order."""
+    if int(split.y.max()) < k:
+        return split
+    keep = split.y < k
+    return Split(split.x[keep].contiguous(), split.y[keep].contiguous())
+
+
+def _subset(split: Split, per_class: int | None, seed: int, field: str,
+            num_classes: int = NUM_CLASSES) -> Split:
     """Class-balanced subset: per class, the first `per_class` of a seeded permutation.
 
     One generator, seeded once, serves the classes in label order, so the result depends only on
@@ -283,7 +310,7 @@ def _subset(split: Split, per_class: int | None, seed: int, field: str) -> Split
     g = torch.Generator().manual_seed(seed)
     y = split.y.numpy()  # Split tensors are CPU; numpy's stable argsort is fast and simple
     by_class = torch.from_numpy(np.argsort(y, kind="stable")).split(  # class 0's indices, ...
-        np.bincount(y, minlength=NUM_CLASSES).tolist())
+        np.bincount(y, minlength=num_classes).tolist())
     keep = []
     for c, idx in enumerate(by_class):
         if per_class > len(idx):

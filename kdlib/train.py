@@ -171,9 +171,10 @@ def run_key(spec: Spec, dataset: kdata.Dataset, device: torch.device, precision:
     return _identity(spec, dataset, device, precision, logit_cache)[0]
 
 
-def initial_model(spec: Spec) -> nn.Module:
-    """The untrained network of a teacher, or a student's random initialisation."""
-    return build_model(spec.norm, stable_seed(spec.kind, spec.seed, "init"))
+def initial_model(spec: Spec, num_classes: int = kdata.NUM_CLASSES) -> nn.Module:
+    """The untrained network of a teacher, or a student's random initialisation, with a
+    `num_classes`-way head (the data's classes, `Dataset.num_classes`)."""
+    return build_model(spec.norm, stable_seed(spec.kind, spec.seed, "init"), num_classes)
 
 
 def get_run(spec: Spec, dataset: kdata.Dataset, cache: RunCache | None = None,
@@ -261,11 +262,11 @@ def refresh_batchnorm(model: nn.Module, padded: torch.Tensor, batch_size: int, s
 
 
 def init_student(spec: StudentSpec, teacher_runs: list[Run], padded: torch.Tensor,
-                 device: torch.device) -> nn.Module:
-    model = initial_model(spec).to(device)
+                 device: torch.device, num_classes: int = kdata.NUM_CLASSES) -> nn.Module:
+    model = initial_model(spec, num_classes).to(device)
     if spec.init == "teacher_init":
         # E4: the teacher's own initial (untrained) weights, rebuilt from its seed.
-        model.load_state_dict(initial_model(spec.teachers[0]).state_dict())
+        model.load_state_dict(initial_model(spec.teachers[0], num_classes).state_dict())
     elif spec.init == "interpolate":
         trained = teacher_runs[0].state_dict(map_location=device)
         model.load_state_dict(interpolate_state(trained, model.state_dict(), spec.lam))
@@ -392,13 +393,14 @@ def _train(spec: Spec, rid: str, variant: dict, dataset: kdata.Dataset, cache: R
             warnings.warn(f"run {rid}: ignoring a damaged checkpoint and starting over ({e})")
     lr0 = spec.start_lr if is_student else recipe.lr
     if state is None:
-        model = init_student(spec, teacher_runs, padded, device) if is_student else initial_model(spec).to(device)
+        model = (init_student(spec, teacher_runs, padded, device, dataset.num_classes) if is_student
+                 else initial_model(spec, dataset.num_classes).to(device))
         model = model.to(memory_format=CHANNELS_LAST)
         opt = make_optimizer(model, recipe, lr0)
         start, history, seconds = 0, [], 0.0
         history.append({"epoch": 0, "lr": lr0, **_evaluate_epoch(model, test_x, test_y, teacher_test, device)})
     else:
-        model = initial_model(spec).to(device, memory_format=CHANNELS_LAST)
+        model = initial_model(spec, dataset.num_classes).to(device, memory_format=CHANNELS_LAST)
         model.load_state_dict(state["model"])
         opt = make_optimizer(model, recipe, lr0)
         opt.load_state_dict(state["optimizer"])
@@ -473,7 +475,8 @@ def final_metrics(model: nn.Module, teacher: Teacher | None, dataset: kdata.Data
     Returns (metrics, logits by split): "test" for every run; a teacher also returns "train" and
     "train_aug", stored with it so that its students' final metrics read them (`teacher_runs`)
     instead of running every teacher over the training set again; the ensemble of stored member
-    logits is the Teacher's own output, ensemble_logits.
+    logits is the Teacher's own output, ensemble_logits. A student returns its predicted labels
+    on those splits instead ("train_pred", "train_aug_pred"; `Run.predictions`).
     """
     train_x, train_y = dataset.train.x, dataset.train.y.to(device)
     test_x, test_y = dataset.test.x, dataset.test.y.to(device)
@@ -500,4 +503,6 @@ def final_metrics(model: nn.Module, teacher: Teacher | None, dataset: kdata.Data
         subset = test_x[ev.cka_indices(len(test_x))]
         out["cka"] = ev.cka_by_stage(teacher.members[0], model, subset, device)
         out["cka_examples"] = len(subset)
-    return out, {"test": test_logits}
+    # predicted labels on the training set (not the logits: 40 MB a student at the paper scale)
+    return out, {"test": test_logits, "train_pred": train_logits.argmax(1).short(),
+                 "train_aug_pred": aug_logits.argmax(1).short()}

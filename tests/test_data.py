@@ -229,6 +229,26 @@ def test_load_tree_and_archive(tmp_path, home):
         kdata.load(DataSpec(source=str(tmp_path / "synth.tar.gz"), test_per_class=2))
 
 
+def test_the_first_classes_only(tmp_path, home):
+    """num_classes=K keeps labels 0..K-1 (the first K names), so networks get a K-way head; with a
+    subset it is the all-class subset restricted to those classes (same seed, same images)."""
+    source = str(write_tar(tmp_path / "synth.tar.gz", synthetic_files(n_train=3)))
+    five = kdata.load(DataSpec(source=source, num_classes=5))
+    assert five.num_classes == 5 and five.classes == tuple(class_names()[:5])
+    assert torch.equal(five.train.y, torch.arange(5).repeat_interleave(3))
+    assert five.cache_key()["num_classes"] == 5 and "num_classes" not in kdata.load(DataSpec(source=source)).cache_key()
+    assert "the first 5 classes (class000 to class004)" in five.describe()
+    everything = kdata.load(DataSpec(source=source, train_per_class=2, subset_seed=1))
+    sub = kdata.load(DataSpec(source=source, train_per_class=2, subset_seed=1, num_classes=5))
+    assert torch.equal(sub.train.x, everything.train.x[everything.train.y < 5])
+
+
+@pytest.mark.parametrize("value", [1, 101, 2.5, True])
+def test_dataspec_rejects_bad_num_classes(value):
+    with pytest.raises(ValueError, match="num_classes"):
+        DataSpec(num_classes=value)
+
+
 def test_second_load_reads_the_cache(tmp_path, home, monkeypatch):
     files = synthetic_files()
     sources = [str(write_tree(tmp_path / "tree", files)),

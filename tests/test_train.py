@@ -383,7 +383,11 @@ def test_teachers_store_train_logits_and_students_reuse_them(synthetic, tmp_path
         model = r.load_model()
         torch.testing.assert_close(r.stored_logits("train"), ev.predict(model, synthetic.train.x, "cpu"))
         torch.testing.assert_close(r.stored_logits("train_aug"), ev.predict(model, synthetic.train.x, "cpu", views=views))
-    assert student.stored_logits("train") is None  # students store test logits only
+    assert student.stored_logits("train") is None  # students store test logits, and labels on train
+    for split, x, v in (("train", synthetic.train.x, None), ("train_aug", synthetic.train.x, views)):
+        assert torch.equal(student.predictions(split), ev.predict(student.load_model(), x, "cpu", views=v).argmax(1))
+        assert torch.equal(runs[0].predictions(split), runs[0].stored_logits(split).argmax(1))
+    assert torch.equal(student.predictions("test"), student.test_logits().argmax(1))
 
     teacher = Teacher([r.load_model() for r in runs])
     model = initial_model(student.spec)
@@ -400,3 +404,16 @@ def test_teachers_store_train_logits_and_students_reuse_them(synthetic, tmp_path
     for key in computed:
         assert reused[key] == pytest.approx(computed[key], rel=1e-5, abs=1e-6), key
     assert reused == pytest.approx(student.metrics, rel=1e-5, abs=1e-6)
+
+
+def test_the_head_has_one_output_per_class_of_the_data(tmp_path):
+    """A dataset of the first K classes trains K-way networks, which load back and distil."""
+    full = synthetic_dataset()
+    five = kdata.Dataset(train=full.train, test=full.test, classes=full.classes[:10], fingerprint="ten",
+                         spec=kdata.DataSpec(source="synthetic", num_classes=10))
+    cache = RunCache(tmp_path)
+    teacher = TeacherSpec(recipe=R, seed=0)
+    student = get_run(StudentSpec(recipe=R, teachers=(teacher,)), five, cache, device="cpu", progress=False)
+    t = cache.load(run_id(teacher, five.cache_key()))
+    assert t.test_logits().shape == (50, 10) and student.test_logits().shape == (50, 10)
+    assert t.load_model().fc.out_features == 10 and student.state_dict()["fc.weight"].shape == (10, 64)
