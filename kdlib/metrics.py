@@ -9,7 +9,7 @@ KL / CKA on a 10k-example test set lose digits in float32.
 import torch
 import torch.nn.functional as F
 
-__all__ = ["accuracy", "nll", "ece", "agreement", "kl", "symmetric_kl", "linear_cka"]
+__all__ = ["accuracy", "nll", "ece", "agreement", "kl", "kl_per_example", "symmetric_kl", "linear_cka"]
 
 
 # --------------------------------------------------------------------------- input checks
@@ -107,10 +107,16 @@ def _kl_per_example(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Ten
     return terms.sum(dim=1)  # (N,)
 
 
+def kl_per_example(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
+    """KL(p_t || p_s) of each example in nats, float64 (N,): what `kl` averages (the claims'
+    bootstrap over test images resamples it)."""
+    _check_pair("teacher_logits", teacher_logits, "student_logits", student_logits)
+    return _kl_per_example(teacher_logits, student_logits)
+
+
 def kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> float:
     """Predictive KL, mean_i KL(p_t || p_s) in nats, teacher first (SPEC §5)."""
-    _check_pair("teacher_logits", teacher_logits, "student_logits", student_logits)
-    return _kl_per_example(teacher_logits, student_logits).mean().item()
+    return kl_per_example(teacher_logits, student_logits).mean().item()
 
 
 def symmetric_kl(a_logits: torch.Tensor, b_logits: torch.Tensor) -> float:
