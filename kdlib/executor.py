@@ -62,6 +62,19 @@ class RunsFailedError(RuntimeError):
         super().__init__("\n".join(lines))
 
 
+class MissingRunsError(LookupError):
+    """`cached_runs` found some runs missing from the cache; `missing` lists (run id, spec)."""
+
+    def __init__(self, missing: list[tuple[str, Spec]], root: Path):
+        self.missing = missing
+        lines = [f"{len(missing)} run(s) are not in the run cache {root} (nothing was trained; `make report` "
+                 "or executor.run_all trains them):"]
+        lines += [f"- run {rid} ({describe(spec)})" for rid, spec in missing[:10]]
+        if len(missing) > 10:
+            lines.append(f"- ... and {len(missing) - 10} more")
+        super().__init__("\n".join(lines))
+
+
 @dataclass(frozen=True)
 class RunFailure:
     run_id: str
@@ -128,6 +141,26 @@ def run_all(specs: Sequence[Spec], dataset: kdata.Dataset, *, executor: str = "i
     if executor == "inline":
         return _run_inline(specs, dataset, cache, resolve_device(device), progress, precision, logit_cache)
     return _run_on_ray(specs, dataset, cache, executor, device, progress, gpus_per_run, precision, logit_cache)
+
+
+def cached_runs(specs: Sequence[Spec], dataset: kdata.Dataset, *, cache: RunCache | None = None,
+                device: str = "auto", precision: str = "auto", logit_cache: str = "auto") -> list[Run]:
+    """The finished runs for `specs` from the cache, trained nowhere: the ids are those `run_all`
+    with the same arguments gives them (device names where they were trained; it need not exist
+    here). Raises MissingRunsError listing every run that is not there."""
+    cache = cache if cache is not None else RunCache()
+    where = torch.device("cuda" if device == "cuda" else ("cpu" if device == "cpu" else
+                                                          ("cuda" if torch.cuda.is_available() else "cpu")))
+    runs, missing = [], []
+    for spec in specs:
+        rid = run_key(spec, dataset, where, precision, logit_cache)
+        run = cache.load(rid)
+        if run is None:
+            missing.append((rid, spec))
+        runs.append(run)
+    if missing:
+        raise MissingRunsError(missing, cache.root)
+    return runs
 
 
 # ---------------------------------------------------------------------------------------------

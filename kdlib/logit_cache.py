@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from kdlib import data as kdata
 from kdlib.cache import CorruptFileError, RunCache, load_tensors, save_tensors
 
-MODES = ("auto", "on", "off")
+MODES = ("auto", "shared", "on", "off")
 STORAGE_DTYPE = torch.float16
 # float16 unit roundoff: round-to-nearest moves a normal number t by at most 2^-11 |t|.
 FLOAT16_EPS = 2.0 ** -11
@@ -79,9 +79,12 @@ def use_logit_cache(mode: str, epochs: int, mixup: bool) -> bool:
 
     "off": never. "on": always; an error with MixUp, where a cache cannot be exact.
     "auto": when it is exact (no MixUp) and it pays for one student on its own:
-    epochs >= BREAK_EVEN_EPOCHS (162). Paper students (300 epochs) use it, reduced-scale ones (8)
-    do not. The rule depends only on the run's configuration, never on whether a cache happens to
-    be stored already, so it decides a run's id deterministically (kdlib.train.run_variant).
+    epochs >= BREAK_EVEN_EPOCHS (162). Paper students (300 epochs) use it.
+    "shared": whenever it is exact (no MixUp): for a sweep in which the students of each teacher
+    set train, together, for at least BREAK_EVEN_EPOCHS epochs, so that one stored cache pays
+    across them (a scale says so: kdlib.scales.Scale.logit_cache).
+    The rule depends only on the run's configuration and the mode, never on whether a cache happens
+    to be stored already, so it decides a run's id deterministically (kdlib.train.run_variant).
     """
     check_mode(mode)
     if mode == "off":
@@ -91,7 +94,7 @@ def use_logit_cache(mode: str, epochs: int, mixup: bool) -> bool:
             raise ValueError("logit_cache='on' cannot be used with MixUp: a mixed image is not one of "
                              "the 162 cached views; use 'auto' or 'off' (teachers then run on the fly)")
         return False
-    return mode == "on" or epochs >= BREAK_EVEN_EPOCHS
+    return mode in ("on", "shared") or epochs >= BREAK_EVEN_EPOCHS
 
 
 def cache_bytes(n_images: int, num_classes: int = kdata.NUM_CLASSES) -> int:

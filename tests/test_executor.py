@@ -157,3 +157,15 @@ def test_ray_failure_is_reported_with_traceback_and_the_rest_finish(ray_local, s
     assert ray_cache.load(nan.run_id) is None
     assert ray_cache.load(kex.run_key(fresh, synthetic, torch.device("cpu"), "auto", "auto")) is not None
     assert (ray_cache.folder(teacher_id) / "result.json").stat().st_mtime_ns == stamp  # cached: not rerun
+
+
+def test_cached_runs_finds_what_run_all_trained_and_names_what_is_missing(synthetic, tmp_path):
+    from kdlib.executor import MissingRunsError, cached_runs
+    cache = RunCache(tmp_path)
+    teacher, student = TEACHER, STUDENTS[0]
+    with pytest.raises(MissingRunsError, match="2 run\\(s\\) are not in the run cache") as e:
+        cached_runs([teacher, student], synthetic, cache=cache, device="cpu")
+    assert [spec for _, spec in e.value.missing] == [teacher, student]
+    trained = kex.run_all([student], synthetic, cache=cache, device="cpu", progress=False)
+    found = cached_runs([student], synthetic, cache=cache, device="cpu")
+    assert [r.id for r in found] == [r.id for r in trained]

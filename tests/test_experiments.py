@@ -17,24 +17,35 @@ def test_plans_are_valid_and_share_runs(name):
     e1 = ex.self_distillation_specs(sc)
     assert len(e1) == sc.self_distill_students and all(s.teachers == (t[0],) for s in e1)
     e2 = ex.ensemble_specs(sc)
-    assert [len(s.teachers) for s in e2] == list(sc.ensemble_sizes)
+    assert list(e2) == list(sc.ensemble_sizes)
+    assert all(len(s.teachers) == m and [x.seed for x in e2[m]] == list(range(sc.seeds)) for m in e2 for s in e2[m])
     assert max(sc.ensemble_sizes) <= sc.n_teachers
     # identical configurations are one cached run across experiments
-    assert e2[0] == e1[0] == ex.cka_specs(sc)["random"]
-    assert ex.temperature_specs(sc)["tau=4"] == e2[-1]
+    assert e2[1] == e1[:sc.seeds] and ex.cka_specs(sc)["random"] == e1
+    assert ex.temperature_specs(sc)["tau=4"] == e2[max(sc.ensemble_sizes)]
     for norm in sc.lambda_norms:
         e3 = ex.initialisation_specs(sc, norm)
-        assert [s.lam for s in e3] == [float(l) for l in sc.lambdas]
-        assert all(s.norm == norm and s.teachers[0].norm == norm for s in e3)
+        assert list(e3) == [float(l) for l in sc.lambdas]
+        assert all(s.lam == l and s.norm == norm and s.teachers[0].norm == norm for l, ss in e3.items() for s in ss)
+        assert all(len(ss) == sc.lambda_seeds for ss in e3.values())
+        assert e3[0.0][0].teachers[0] == ex.teachers(sc, norm)[0]
+        assert e3[0.0][0].recipe == sc.student_recipe(norm)
+    e4 = ex.cka_specs(sc)["teacher_init"]
+    assert [s.init for s in e4] == ["teacher_init"] * sc.seeds
     e5 = ex.temperature_specs(sc)
-    assert e5["tau=4 + MixUp"].recipe.mixup and not e5["tau=4"].recipe.mixup
+    assert all(s.recipe.mixup for s in e5[ex.MIXUP]) and not any(s.recipe.mixup for s in e5["tau=4"])
     e6 = list(ex.optimiser_specs(sc).values())
-    assert all(s.recipe.weight_decay == 0 for s in e6)
-    assert e6[1].recipe.epochs == sc.long_factor * e6[0].recipe.epochs
-    assert e6[2].recipe.optimizer == "adam" and e6[2].recipe.lr == sc.adam_lr
+    assert all(s.recipe.weight_decay == 0 for ss in e6 for s in ss) and all(len(ss) == sc.seeds for ss in e6)
+    assert e6[1][0].recipe.epochs == sc.long_factor * e6[0][0].recipe.epochs
+    assert e6[2][0].recipe.optimizer == "adam" and e6[2][0].recipe.lr == sc.adam_lr
     everything = ex.all_specs(sc)
     assert len(everything) == len(set(everything))
     assert isinstance(everything[0], TeacherSpec)
+    assert set(ex.flatten([e1, e2, e4, e5])) <= set(everything)
+
+
+def test_flatten_keeps_plan_order():
+    assert ex.flatten({"a": [1, 2], "b": {"c": [3]}, "d": 4}) == [1, 2, 3, 4]
 
 
 def test_mean_std_fmt_and_points():
@@ -60,7 +71,7 @@ def _onehot(labels, classes=4):
     return torch.nn.functional.one_hot(torch.tensor(labels), classes).float() * 10
 
 
-def test_pairwise_and_cross_agreement_and_split():
+def test_pairwise_and_cross_agreement_and_partition():
     a = FakeRun(_onehot([0, 1, 2, 3]), 0)
     b = FakeRun(_onehot([0, 1, 3, 2]), 1)
     s = FakeRun(_onehot([0, 2, 2, 0]))
@@ -68,11 +79,19 @@ def test_pairwise_and_cross_agreement_and_split():
     assert pairs[0]["pair"] == "0-1" and pairs[0]["agreement"] == 0.5
     cross = ex.cross_agreement(s, [b])
     assert cross[0]["agreement"] == 0.25
-    # easy: images 0, 1 (a == b); disputed 2, 3: student sides with a on 2 only
-    assert ex.agreement_split(a, b, s) == {"agreed by independent teachers": 2,
-                                           "agreed only after distillation": 1, "still disagreeing": 1}
+    # teachers agree on images 0, 1; the student agrees with a on images 0 and 2
+    cells = ex.agreement_partition(a, b, s)
+    assert cells == {("teachers agree", "student agrees"): 1, ("teachers agree", "student disagrees"): 1,
+                     ("teachers disagree", "student agrees"): 1, ("teachers disagree", "student disagrees"): 1}
+    assert sum(cells.values()) == 4  # every image in exactly one cell
     ens = ex.ensemble_test_logits([a, b])
     torch.testing.assert_close(ens.exp().sum(1), torch.ones(4))
+
+
+def test_agreement_decomposition_is_the_studys_rate_arithmetic():
+    """The study's 6,319 / 817 / 2,864 of 10,000 images: 63.19 %, 71.36 - 63.19 %, 100 - 71.36 %."""
+    parts = ex.agreement_decomposition(0.6319, 0.7136)
+    assert [round(10000 * v) for v in parts.values()] == [6319, 817, 2864]
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [
@@ -94,11 +113,3 @@ def test_check_number(value):
     assert ex.check_number("tau", 4, 0, float("inf"), low_open=True) == 4.0
     with pytest.raises(ValueError, match=r"tau must be a number in \(0, inf\]"):
         ex.check_number("tau", 0, 0, float("inf"), low_open=True)
-
-
-def test_cka_gap_is_the_largest_stage_difference():
-    from types import SimpleNamespace
-    a = SimpleNamespace(metrics={"cka": [0.90, 0.80, 0.70]})
-    b = SimpleNamespace(metrics={"cka": [0.95, 0.60, 0.72]})
-    assert ex.cka_gap(a, b) == pytest.approx(0.20) == ex.cka_gap(b, a)
-    assert ex.cka_gap(a, b) > ex.SIMILAR_CKA_GAP

@@ -99,6 +99,9 @@ def test_use_logit_cache_rule():
     assert lcache.use_logit_cache("auto", 300, mixup=False)  # the paper's students
     assert not lcache.use_logit_cache("auto", 300, mixup=True)  # not exact under MixUp
     assert lcache.use_logit_cache("on", 2, mixup=False)
+    # "shared": whenever exact, for sweeps whose students share one stored cache (kdlib.scales)
+    assert lcache.use_logit_cache("shared", 2, mixup=False)
+    assert not lcache.use_logit_cache("shared", 300, mixup=True)  # no error: MixUp students run teachers
     assert not lcache.use_logit_cache("off", 300, mixup=False)
     with pytest.raises(ValueError, match="MixUp"):
         lcache.use_logit_cache("on", 300, mixup=True)
