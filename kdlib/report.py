@@ -11,7 +11,8 @@ For each name in NOTEBOOKS (dependency order) it
 3. writes book/executed/<name>.ipynb with its outputs and widget state (what the static page
    replays), and stops at the first failure, naming the notebook and the error. In the executed
    copy the `parameters` cell (the defaults) is tagged remove-cell and papermill's
-   `injected-parameters` cell (the values used) hide-input, so the book shows the latter folded.
+   `injected-parameters` cell (the values used) hide-input, so the book shows the latter folded;
+   every other code cell is folded too (hide-input): the book shows outputs, code on demand.
 Then it runs `jupyter-book build -W --keep-going book/`: the build never executes anything, and
 any Sphinx warning fails it (the book's own pages build warning-free; a missing executed
 notebook, a broken reference or the CDN fallback of book/_ext/kdlib_assets.py all fail loudly).
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,7 @@ from traitlets import default
 
 from kdlib import data as kdata
 from kdlib import scales
+from kdlib.cache import write_json
 
 # Every notebook, in execution order: later notebooks reuse earlier ones' cached runs.
 NOTEBOOKS = ("setup", "e0_teachers", "e1_self_distillation", "e2_ensembles", "e3_initialisation",
@@ -49,6 +52,8 @@ BOOK = Path(__file__).resolve().parents[1] / "book"
 KERNEL = "python3"  # the name notebooks carry; resolved to this interpreter below
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 TIMINGS = "timings.json"  # in executed/: seconds per notebook of the latest run, for the appendix
+# Jupyter Book's tags that already decide how a cell shows; any other code cell gets "hide-input".
+FOLDING_TAGS = {"hide-input", "hide-output", "hide-cell", "remove-input", "remove-output", "remove-cell"}
 
 
 class ReportError(RuntimeError):
@@ -139,8 +144,12 @@ def execute_notebook(source: Path, output: Path, parameters: dict[str, str], pro
     # notebook really ran with (papermill's injected cell) behind a "show code" toggle.
     extra = {"parameters": "remove-cell", "injected-parameters": "hide-input"}
     for cell in executed.cells:
-        tags = cell.metadata.get("tags", [])
+        tags = cell.metadata.setdefault("tags", [])
         tags += [extra[t] for t in tags if t in extra and extra[t] not in tags]
+        # The book reads like a paper: every code cell is folded (a "show code" toggle), its
+        # tables, figures and sliders stay in view.
+        if cell.cell_type == "code" and not FOLDING_TAGS & set(tags):
+            tags.append("hide-input")
     nbformat.write(executed, output)
     return seconds
 
@@ -182,6 +191,24 @@ def build_book(book: Path = BOOK, strict: bool = True) -> Path:
 # the whole report
 
 
+def read_timings(path: Path) -> dict:
+    """The per-notebook timings of the latest run ({name: {"seconds", "scale"}}); {} when there are
+    none, and {} with a warning when the file is damaged (it is rewritten by the next run)."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        timings = json.loads(path.read_text())
+        if not isinstance(timings, dict) or not all(
+                isinstance(t, dict) and isinstance(t.get("seconds"), (int, float)) and "scale" in t
+                for t in timings.values()):
+            raise ValueError("not a mapping of notebook -> {seconds, scale}")
+    except (ValueError, UnicodeDecodeError) as e:
+        warnings.warn(f"ignoring the damaged timings file {path} ({e})")
+        return {}
+    return timings
+
+
 def run_report(params: Parameters = Parameters(), only: Sequence[str] | None = None, build: bool = True,
                book: Path = BOOK, notebooks: Path | None = None, strict: bool = True,
                progress: bool = True) -> Path | None:
@@ -205,14 +232,14 @@ def run_report(params: Parameters = Parameters(), only: Sequence[str] | None = N
 
     executed = book / "executed"
     timings_file = executed / TIMINGS
-    timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
+    timings = read_timings(timings_file)
     total = time.perf_counter()
     for i, name in enumerate(names, 1):
         print(f"[{i}/{len(names)}] {name} ...", flush=True)
         seconds = execute_notebook(notebooks / f"{name}.py", executed / f"{name}.ipynb", values, progress)
         print(f"[{i}/{len(names)}] {name} done in {seconds:.1f} s", flush=True)
         timings[name] = {"seconds": round(seconds, 1), "scale": params.scale}
-        timings_file.write_text(json.dumps(timings, indent=1) + "\n")
+        write_json(timings_file, timings)  # atomically: a reader never sees half a file
     print(f"executed {len(names)} notebook(s) in {time.perf_counter() - total:.1f} s", flush=True)
     if not build:
         return None

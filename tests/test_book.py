@@ -1,7 +1,10 @@
 """The whole report at the `tiny` scale: every notebook executed by the runner, then the book built."""
 
 import json
+import os
 import re
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -61,3 +64,26 @@ def test_generated_markdown_tables_render(tiny_book):
     unparsed = re.compile(r"<p>\|[^<\n]*\|\n\|(\u2014|---)\|")  # "| a | b |" then "|---|" as text
     for page in sorted(tiny_book.index.parent.rglob("*.html")):
         assert not unparsed.search(page.read_text()), f"{page.name}: a Markdown table rendered as text"
+
+
+def test_claims_command_reproduces_the_summary_from_the_cache(tiny_book, cifar_real_source, tmp_path):
+    """`python -m kdlib.claims` gives, from the run cache alone, the verdicts the E7 chapter printed."""
+    out = tmp_path / "claims.json"
+    env = {**os.environ, "KDLIB_RUNS": str(tiny_book.book.parent / "runs")}
+    proc = subprocess.run([sys.executable, "-m", "kdlib.claims", "--scale", "tiny", "--data", cifar_real_source,
+                           "--device", "cpu", "--json", str(out)], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(out.read_text())
+    assert record["scale"] == "tiny" and len(record["claims"]) >= 8
+    nb = nbformat.read(tiny_book.book / "executed" / "e7_summary.ipynb", as_version=4)
+    printed = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
+                      for o in c.outputs)
+    for claim in record["claims"]:
+        assert claim["verdict"] in ("holds", "does not hold", "inconclusive")
+        row = re.search(rf"\(`{re.escape(claim['id'])}`\) \| \**([a-z ]+?)\** \|", printed)
+        assert row and row.group(1) == claim["verdict"], claim["id"]
+        assert f"[{claim['verdict']}]" in proc.stdout
+
+    empty = subprocess.run([sys.executable, "-m", "kdlib.claims", "--scale", "tiny", "--data", cifar_real_source],
+                           env={**env, "KDLIB_RUNS": str(tmp_path / "none")}, capture_output=True, text=True, timeout=600)
+    assert empty.returncode == 1 and "not in the run cache" in empty.stderr  # nothing is trained

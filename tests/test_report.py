@@ -63,6 +63,10 @@ def test_runner_injects_parameters_and_keeps_widget_state(tmp_path, monkeypatch)
     assert nb.cells[-1].outputs[0]["text"].split() == ["tiny", str(tmp_path / "cifar"), "cpu", "inline"]
     tags = [c.metadata.get("tags", []) for c in nb.cells]
     assert ["parameters", "remove-cell"] in tags and ["injected-parameters", "hide-input"] in tags
+    # every other code cell is folded in the book; Markdown cells are untouched
+    assert all("hide-input" in c.metadata.tags for c in nb.cells if c.cell_type == "code"
+               and "parameters" not in c.metadata.tags)
+    assert all("hide-input" not in c.metadata.get("tags", []) for c in nb.cells if c.cell_type == "markdown")
     assert nb.metadata.papermill.input_path == "e5_temperature.py"
     models = {m["model_name"] for m in report.widget_state(executed).values()}
     assert {"SelectionSliderModel", "StackModel", "ImageModel", "LinkModel"} <= models
@@ -98,3 +102,14 @@ def test_notebook_order_matches_the_table_of_contents():
     toc = (report.BOOK / "_toc.yml").read_text()
     listed = [line.split("executed/")[1].strip() for line in toc.splitlines() if "file: executed/" in line]
     assert listed == list(report.NOTEBOOKS)
+
+
+def test_timings_are_read_back_and_a_damaged_file_is_ignored(tmp_path):
+    path = tmp_path / report.TIMINGS
+    assert report.read_timings(path) == {}
+    path.write_text('{"setup": {"seconds": 1.5, "scale": "tiny"}}')
+    assert report.read_timings(path) == {"setup": {"seconds": 1.5, "scale": "tiny"}}
+    for damaged in ('{"setup": {"seconds": 1.5, "sca', '{"setup": 3}', "[1, 2]"):
+        path.write_text(damaged)
+        with pytest.warns(UserWarning, match="damaged timings file"):
+            assert report.read_timings(path) == {}

@@ -25,6 +25,7 @@ executor = "inline"
 
 # %%
 import platform
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -32,6 +33,8 @@ from IPython.display import Markdown
 
 import kdlib
 from kdlib import experiments as ex
+from kdlib import report
+from kdlib.scales import probe_table
 from kdlib.cache import runs_home
 from kdlib.train import resolve_device
 
@@ -56,26 +59,32 @@ Markdown(f"""
 # ## Commands
 #
 # From a fresh clone, `make report` sets up a virtual environment and builds this report at the
-# reduced scale; `make report SCALE=paper` runs the full protocol (a GPU job), and
+# reduced scale (about half an hour on two CPU cores with native bf16); `make report SCALE=paper` runs the full protocol (a GPU job), and
 # `make report DATA=path/to/cifar100` uses a local copy of CIFAR-100 instead of torchvision's
 # download. `make test` runs the test suite. Runs are cached, so a second build only re-renders.
+
+# %% [markdown]
+# ## Compute
+#
+# The runs each experiment uses, how many it trained that no earlier experiment had, and their
+# training and evaluation time as recorded in the run cache.
 
 # %%
 plans = {
     "E0 teachers": ex.teachers(sc),
     "E1 self-distillation": ex.self_distillation_specs(sc),
     "E2 ensembles": ex.ensemble_specs(sc),
-    "E3 initialisation": [s for n in sc.lambda_norms for s in [ex.teachers(sc, n)[0], *ex.initialisation_specs(sc, n)]],
-    "E4 CKA": list(ex.cka_specs(sc).values()),
-    "E5 temperature": list(ex.temperature_specs(sc).values()),
-    "E6 optimiser": list(ex.optimiser_specs(sc).values()),
+    "E3 initialisation": [[ex.teachers(sc, n)[0], ex.initialisation_specs(sc, n)] for n in sc.lambda_norms],
+    "E4 CKA": ex.cka_specs(sc),
+    "E5 temperature": ex.temperature_specs(sc),
+    "E6 optimiser": ex.optimiser_specs(sc),
 }
 seen, rows = set(), []
 for name, specs in plans.items():
-    runs = exp.run(specs)
-    new = [r for r in runs if r.id not in seen]
+    runs = ex.flatten(exp.run(specs))
+    new = list({r.id: r for r in runs if r.id not in seen}.values())
     seen.update(r.id for r in runs)
-    rows.append({"experiment": name, "runs used": len(runs), "new runs": len(new),
+    rows.append({"experiment": name, "runs used": len({r.id for r in runs}), "new runs": len(new),
                  "train (min)": sum(r.info["train_seconds"] for r in new) / 60,
                  "eval (min)": sum(r.info["eval_seconds"] for r in new) / 60})
 cost = pd.DataFrame(rows).set_index("experiment")
@@ -83,7 +92,7 @@ cost.loc["total"] = cost.sum()
 cost.round(2)
 
 # %% tags=["hide-input"]
-all_runs = exp.run([*ex.all_specs(sc)])
+all_runs = exp.run(ex.all_specs(sc))
 Markdown(f"""
 A run used by several experiments is counted where it first appears. In all, the report at this scale
 rests on {len(seen)} runs and {cost.loc['total', 'train (min)'] + cost.loc['total', 'eval (min)']:.1f} minutes of
@@ -91,3 +100,31 @@ training and evaluation on {', '.join(sorted({r.info['device'] for r in all_runs
 {' and '.join(sorted({r.info['precision'] for r in all_runs}))} (`precision="auto"`: bf16 autocast where the
 hardware computes bf16 natively, fp32 elsewhere; final metrics are always computed in fp32).
 """)
+
+# %% [markdown]
+# ## Time per notebook
+#
+# Wall-clock seconds of each notebook in the latest `make report` (`python -m kdlib.report` records
+# them in `book/executed/timings.json`), including the training of the runs it was the first to need;
+# with every run cached a notebook only reads and draws. This page's own time is recorded after it ran.
+
+# %%
+timings = report.read_timings(Path("..") / "executed" / report.TIMINGS)
+times = pd.DataFrame([{"notebook": n, "seconds": timings[n]["seconds"], "scale": timings[n]["scale"]}
+                      for n in report.NOTEBOOKS if n in timings]).set_index("notebook") if timings else pd.DataFrame()
+if not times.empty:
+    times.loc["total"] = [times["seconds"].sum(), ""]
+times
+
+# %% [markdown]
+# ## How this scale was chosen
+#
+# Candidate CPU scales measured before choosing this one (`python -m benchmarks.probe_scales`, on
+# this project's 2-core machine, bf16): each trained two teachers and one student of teacher 0 with
+# the candidate's data and recipe. The paper's regime needs teachers that fit their clean training
+# set (90 % or more) and students whose agreement has levelled off (a rise of less than a point over
+# the last fifth of training); the budget, the whole report in well under an hour on two cores.
+
+# %%
+probes = Path("..") / ".." / "docs" / "scale-probes.json"
+Markdown(probe_table(probes) if probes.exists() else f"(no probe table at {probes})")

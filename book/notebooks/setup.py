@@ -29,6 +29,7 @@ from IPython.display import Markdown
 
 from kdlib import experiments as ex
 from kdlib.models import preresnet20
+from kdlib.reference import PAPER, STUDY
 
 exp = ex.open_experiment(scale, data, device, executor)
 sc, ds = exp.scale, exp.dataset
@@ -53,12 +54,14 @@ of the zero-padded (4 px) image and a horizontal flip with probability 0.5; pixe
 # ## Model
 
 # %% tags=["hide-input"]
-counts = {norm: sum(p.numel() for p in preresnet20(norm=norm).parameters()) for norm in ("batch", "layer")}
+counts = {norm: sum(p.numel() for p in preresnet20(num_classes=ds.num_classes, norm=norm).parameters())
+          for norm in ("batch", "layer")}
 Markdown(f"""
 PreResNet-20: a 3x3 stem convolution, three stages of three pre-activation basic blocks
-(16, 32 and 64 channels), then norm, ReLU, global average pooling and a linear layer to 100
-classes. With BatchNorm it has {counts['batch']:,} parameters; the LayerNorm variant
-(GroupNorm with one group in place of every BatchNorm) has {counts['layer']:,}.
+(16, 32 and 64 channels), then norm, ReLU, global average pooling and a linear layer to one output
+per class: {ds.num_classes} here{'' if ds.num_classes == 100 else ' (100 in the paper)'}. With BatchNorm it has
+{counts['batch']:,} parameters; the LayerNorm variant (GroupNorm with one group in place of every
+BatchNorm) has {counts['layer']:,}.
 """)
 
 # %% [markdown]
@@ -70,13 +73,20 @@ def recipe_row(who, r):
             + (" (Nesterov)" if r.optimizer == "sgd" and r.nesterov else ""),
             "lr": r.lr, "final lr": r.lr_min, "weight decay": r.weight_decay}
 
-pd.DataFrame([recipe_row("teachers", sc.teacher), recipe_row("students", sc.student)]).set_index("")
+rows = [recipe_row("teachers", sc.teacher), recipe_row("students", sc.student)]
+if sc.layer_teacher is not None or sc.layer_student is not None:
+    rows += [recipe_row("LayerNorm teacher (E3)", sc.teacher_recipe("layer")),
+             recipe_row("LayerNorm students (E3)", sc.student_recipe("layer"))]
+pd.DataFrame(rows).set_index("")
 
 # %% tags=["hide-input"]
 Markdown(f"""
 The cosine schedule steps once per epoch; the last partial batch of each epoch is dropped.
 The teacher pool has {sc.n_teachers} members (seeds 0 to {sc.n_teachers - 1}); students use
-temperature 4 and no label term (alpha = 0) unless an experiment varies them.
+temperature 4 and no label term (alpha = 0) unless an experiment varies them. Every setting that a
+claim compares has {sc.seeds} students (seeds 0 to {sc.seeds - 1}; {sc.self_distill_students} in E1,
+{sc.lambda_seeds} per λ in E3), so that differences can be judged against the spread over seeds.
+The appendix lists the candidate scales that were measured before this one was chosen.
 """)
 
 # %% [markdown]
@@ -91,7 +101,7 @@ pd.DataFrame([
      "this report": " and ".join({"layer": "LayerNorm", "batch": "BatchNorm"}[n] for n in sc.lambda_norms)
                     + ("" if len(sc.lambda_norms) > 1 else " (both at the paper scale)")},
     {"aspect": "normalisation in E6", "paper": "LayerNorm", "study": "BatchNorm",
-     "this report": {"layer": "LayerNorm", "batch": "BatchNorm"}[next(iter(ex.optimiser_specs(sc).values())).norm]},
+     "this report": {"layer": "LayerNorm", "batch": "BatchNorm"}[next(iter(ex.optimiser_specs(sc).values()))[0].norm]},
     {"aspect": "lambda grid (E3)", "paper": "dense", "study": "0, .25, .375, .5, 1",
      "this report": ", ".join(f"{v:.3g}" for v in sc.lambdas)},
     {"aspect": "NLL", "paper": "true NLL", "study": "~20 (indexing bug)", "this report": "true NLL (fix)"},
@@ -99,8 +109,15 @@ pd.DataFrame([
      "this report": "linear CKA over examples (fix)"},
     {"aspect": "fidelity baseline", "paper": "student of teacher j vs teacher i",
      "study": "teacher vs teacher, presented as the paper's", "this report": "both, named (fix)"},
-    {"aspect": "E6 schedule", "paper": "1k and 5k epochs, LayerNorm",
-     "study": "300 / 600 epochs, BatchNorm", "this report": f"{sc.student.epochs} / {sc.student.epochs * sc.long_factor} epochs"},
+    {"aspect": "E6 schedule", "paper": f"{PAPER['e6_epochs'][0]:,} and {PAPER['e6_epochs'][1]:,} epochs",
+     "study": f"{STUDY['e6_epochs'][0]} / {STUDY['e6_epochs'][1]} epochs", "this report": f"{sc.student.epochs} / {sc.student.epochs * sc.long_factor} epochs"},
+    {"aspect": "classes", "paper": "100", "study": "100", "this report": f"{ds.num_classes}"},
     {"aspect": "training data", "paper": "50,000 images", "study": "50,000 images",
      "this report": f"{len(ds.train):,} images"},
+    {"aspect": "test data", "paper": "10,000 images", "study": "10,000 images",
+     "this report": f"{len(ds.test):,} images"},
+    {"aspect": "epochs (teachers / students)", "paper": "200 / 300", "study": "200 / 300",
+     "this report": f"{sc.teacher.epochs} / {sc.student.epochs}"},
+    {"aspect": "runs per compared setting", "paper": f"{PAPER['e3_trials']} in E3", "study": "3 in E1, 1 elsewhere",
+     "this report": f"{sc.seeds} or more ({sc.lambda_seeds} per λ in E3)"},
 ]).set_index("aspect")
