@@ -52,11 +52,12 @@ class Part:
     unit: str           # "points", "" (a ratio) ...
     rule: str           # how the interval decides, in words
     noise: str          # what the bootstrap resampled
+    boundary: float = 0.0  # the value the interval is judged against (0, or MOST for a ratio)
 
     def to_json(self) -> dict:
         return {"name": self.name, "verdict": self.verdict, "estimate": self.interval.estimate,
                 "interval": [self.interval.low, self.interval.high], "se": self.interval.se,
-                "unit": self.unit, "rule": self.rule, "noise": self.noise}
+                "unit": self.unit, "boundary": self.boundary, "rule": self.rule, "noise": self.noise}
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,19 @@ def levelling(runs: Sequence, what: str) -> str:
                 "of training.")
     return (f"The {what} had not all levelled off: agreement still rose by up to {top:.1f} points over the last "
             "fifth of training, so where they end depends on the training length.")
+
+
+def unresolved(parts: Sequence[Part]) -> str:
+    """The parts that did not hold, in words: what was measured, its interval, and why it decides nothing
+    (or decides against the claim)."""
+    out = []
+    for p in parts:
+        if p.verdict == HOLDS:
+            continue
+        interval = p.interval.text(3 if not p.unit else 2) + (f" {p.unit}" if p.unit else "")
+        reason = (f"straddling {p.boundary:g}, inside the noise" if p.verdict == INCONCLUSIVE else "against the claim")
+        out.append(f"{p.name}: {interval}, {reason} ({p.noise.split(' over ', 1)[-1]})")
+    return "; ".join(out) + "." if out else ""
 
 
 def _pct(values) -> str:
@@ -299,7 +313,7 @@ def _transition(teacher, by_lambda: Mapping[float, Sequence], model: str) -> tup
     else:
         sharp = Part(f"{prefix}largest step / total rise", directional(ratio, MOST), ratio, "",
                      f"holds if the interval lies above {MOST:g}, does not hold if below, inconclusive if it straddles",
-                     noise)
+                     noise, MOST)
         verdict = sharp.verdict
     evidence = (f"{shown}. The largest step, {100 * steps[k]:.1f} points between λ = {grid[k]:g} and {grid[k + 1]:g}, "
                 f"is {ratio.text()} of the {total.text()}-point rise up to λ = {grid[-1]:g}.")
@@ -308,6 +322,12 @@ def _transition(teacher, by_lambda: Mapping[float, Sequence], model: str) -> tup
         why = (f"{prefix}the rise is spread over the grid, in steps of "
                + ", ".join(f"{100 * s:+.1f}" for s in steps) + f" points between neighbouring λ up to {grid[-1]:g}; "
                f"the teacher fits {100 * teacher.metrics['train_acc']:.1f} % of its clean training set.")
+        falls = [(grid[i], grid[i + 1], -100 * s) for i, s in enumerate(steps) if s < 0 and total.low > 0]
+        single = all(len(by_lambda[l]) == 1 for l in grid)
+        if falls and single:
+            a, b, drop = max(falls, key=lambda f: f[2])
+            why += (f" Agreement falls by {drop:.1f} points from λ = {a:g} to {b:g}: with one student per λ the "
+                    "spread over seeds, which the bootstrap over images does not include, is at least that large.")
     return [rise, sharp], verdict, evidence, why
 
 
@@ -355,7 +375,7 @@ def cka_not_agreement(teacher, random: Sequence, teacher_init: Sequence) -> Verd
                 f"vs {_pct(agree['random init'].values)}: {d_agree.text()} points.")
     why = ""
     if verdict != HOLDS:
-        why = "; ".join(f"{p.name}: {p.interval.text(3 if not p.unit else 2)} ({p.verdict})" for p in parts) + "."
+        why = unresolved(parts)
     return Verdict("e4-cka", "E4", "CKA without agreement", claim, verdict, evidence, parts, why)
 
 
@@ -390,8 +410,7 @@ def temperature_and_mixup(low: Sequence, high: Sequence, mixup: Sequence, pool: 
                 f"fraction of the KL removed minus fraction of the disagreement removed {d_mix.text(3)}.")
     why = ""
     if verdict != HOLDS:
-        why = "; ".join(f"{p.name}: {p.interval.text(3 if not p.unit else 2)} ({p.verdict})" for p in parts) + ". " \
-            + levelling([*low, *high, *mixup], "students")
+        why = unresolved(parts) + " " + levelling([*low, *high, *mixup], "students")
     return Verdict("e5-temperature", "E5", "temperature and MixUp", claim, verdict, evidence, parts, why)
 
 
@@ -410,7 +429,7 @@ def optimiser_and_length(base: Sequence, alternatives: Mapping[str, Sequence], t
             verdict = {"below": HOLDS, "above": FAILS, "within": INCONCLUSIVE}[closed.position(MOST)]
             parts.append(Part(f"{name}: fraction of the gap closed on {where} images", verdict, closed, "",
                               f"holds if the interval lies below {MOST:g}, does not hold if above, inconclusive "
-                              "if it straddles", describe_noise(groups)))
+                              "if it straddles", describe_noise(groups), MOST))
     verdict = combine([p.verdict for p in parts])
     rows = [f"{label}: {_pct(agree['test'][label])} test, {_pct(agree['train_aug'][label])} train"
             for label in agree["test"]]
@@ -420,8 +439,8 @@ def optimiser_and_length(base: Sequence, alternatives: Mapping[str, Sequence], t
                 "closed: " + "; ".join(closed) + ".")
     why = ""
     if verdict != HOLDS:
-        why = "; ".join(f"{p.name}: {p.interval.text()} ({p.verdict})" for p in parts if p.verdict != HOLDS) + \
-            f" (closing the gap means closing more than {MOST:g} of it). " + levelling(base, "baseline students")
+        why = (unresolved(parts) + f" Closing the gap means closing more than {MOST:g} of it. "
+               + levelling(base, "baseline students"))
     return Verdict("e6-optimiser", "E6", "neither optimiser nor length closes the gap", claim, verdict, evidence,
                    tuple(parts), why)
 

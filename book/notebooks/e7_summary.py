@@ -107,7 +107,7 @@ agreement rose by {ex.fmt(fit['rises'])} points: {regime}.
 **The central finding** is that students are far from faithful ({faithful.verdict} here) and yet more faithful
 than independent training would make them ({baselines.verdict}, against each baseline separately).
 {faithful.evidence} {baselines.evidence}
-""" + ("\n\n### What the runs show where a claim does not hold\n\n" + "\n".join(
+""" + ("\n\n### The claims these runs do not confirm, and what they show\n\n" + "\n".join(
     f"- **{v.title[:1].upper() + v.title[1:]} ({v.experiment}): {v.verdict}.** {v.why or v.evidence}"
     for v in others) if others else ""))
 
