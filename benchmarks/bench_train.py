@@ -1,8 +1,8 @@
-"""Training throughput: the original code's naive pipeline against kdlib's, side by side (issue 4).
+"""Training throughput: the original code's naive pipeline against kdlib's, side by side.
 
     python -m benchmarks.bench_train [--device auto] [--data PATH] [--json PATH] [--rounds 3] ...
 
-Three tasks at the paper's batch sizes (SPEC §4: 256 for teachers, 128 for students), on the same
+Three tasks at the paper's batch sizes (protocol §4: 256 for teachers, 128 for students), on the same
 PreResNet-20 in fp32:
 - teacher training (cross-entropy), 1-teacher distillation and 5-teacher distillation (tau 4);
 - "naive": what the original gnosis code did. A torchvision CIFAR-style dataset of PIL images with
@@ -59,7 +59,7 @@ REPO = Path(__file__).resolve().parents[1]
 PAPER = scales.get_scale("paper")
 TAU = 4.0
 STUDENT_EPOCHS = PAPER.student.epochs  # 300: what the amortised cache figures assume
-TARGETS = {  # issue 4, on a 2-core CPU in fp32: (task, kdlib path) -> minimum ratio over naive
+TARGETS = {  # the speed targets, on a 2-core CPU in fp32: (task, kdlib path) -> minimum ratio over naive
     ("teacher", "kdlib"): 1.3,
     ("distill-5", "kdlib logit cache"): 3.0,
 }

@@ -1,4 +1,4 @@
-"""What identifies a run: training recipes and teacher/student specifications (SPEC §3-4).
+"""What identifies a run: training recipes and teacher/student specifications (protocol §3-4).
 
 Specs are frozen dataclasses that validate themselves on construction, so a bad parameter
 fails at the boundary with a message naming it. A spec plus the data it runs on is the cache
@@ -47,7 +47,7 @@ def _check_choice(name: str, value, allowed: tuple) -> None:
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a network is optimised (SPEC §4)."""
+    """How a network is optimised (protocol §4)."""
 
     epochs: int              # passes over the training set
     batch_size: int          # examples per SGD step; the last partial batch of an epoch is dropped
@@ -57,7 +57,7 @@ class Recipe:
     momentum: float = 0.9    # SGD momentum (unused by Adam)
     nesterov: bool = True    # Nesterov momentum for SGD
     weight_decay: float = 1e-4  # L2 penalty through the optimizer; 0 turns it off (E6)
-    mixup: bool = False      # MixUp with Beta(1, 1), one weight per batch (SPEC §3)
+    mixup: bool = False      # MixUp with Beta(1, 1), one weight per batch (protocol §3)
     eval_every: int = 1      # history entry every this many epochs (and always at the last)
 
     def __post_init__(self):
@@ -85,7 +85,7 @@ class TeacherSpec:
 
     recipe: Recipe     # how it is trained
     seed: int = 0      # initial weights and data order
-    norm: str = "batch"  # "batch" (BatchNorm) or "layer" (GroupNorm(1, C)), SPEC §2
+    norm: str = "batch"  # "batch" (BatchNorm) or "layer" (GroupNorm(1, C)), protocol §2
 
     def __post_init__(self):
         _check_int("seed", self.seed, 0)
@@ -98,7 +98,7 @@ class TeacherSpec:
 
 @dataclass(frozen=True)
 class StudentSpec:
-    """A network distilled from one teacher or an ensemble (SPEC §3, §6)."""
+    """A network distilled from one teacher or an ensemble (protocol §3, §6)."""
 
     recipe: Recipe                       # how it is trained
     teachers: tuple[TeacherSpec, ...]    # the ensemble it imitates (one member for self-distillation)
@@ -140,7 +140,7 @@ class StudentSpec:
 
     @property
     def start_lr(self) -> float:
-        """The initial lr, scaled down near the teacher for E3 (SPEC §6 E3)."""
+        """The initial lr, scaled down near the teacher for E3 (protocol §6 E3)."""
         if self.init == "interpolate":
             return max(self.recipe.lr * (1 - self.lam), self.lr_floor)
         return self.recipe.lr

@@ -1,4 +1,4 @@
-"""CIFAR-100 as uint8 tensors, class-balanced subsets and batched augmentation (SPEC §1).
+"""CIFAR-100 as uint8 tensors, class-balanced subsets and batched augmentation (protocol §1).
 
 Two sources give the same `Dataset`:
 - "torchvision": the official CIFAR-100 pickles, downloaded by torchvision (the users' default);
@@ -23,13 +23,14 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
-from tqdm import tqdm
+
+from kdlib.progress import Progress
 
 NUM_CLASSES = 100
-PAD = 4  # zero padding on each side before the random 32x32 crop (SPEC §1)
+PAD = 4  # zero padding on each side before the random 32x32 crop (protocol §1)
 SIZE = 32  # CIFAR image side
 NUM_OFFSETS = 2 * PAD + 1  # 9 crop positions per axis
-NUM_VIEWS = NUM_OFFSETS * NUM_OFFSETS * 2  # 162 = 9 x 9 offsets x 2 flips (SPEC §1)
+NUM_VIEWS = NUM_OFFSETS * NUM_OFFSETS * 2  # 162 = 9 x 9 offsets x 2 flips (protocol §1)
 
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _CACHE_FILE = "arrays-v1.npz"  # bump the version if decoding ever changes
@@ -217,15 +218,45 @@ def _load_local(source: str):
     return arrays, classes, fingerprint
 
 
+# Bounds on what a local copy may hold, so a damaged or hostile archive fails with a clear error
+# instead of filling memory: a CIFAR image file is ~1-3 KB (32 x 32 pixels), the real archive holds
+# 60,000 of them in 19.5 MB (`MAX_FILE_BYTES` leaves room for READMEs and uncompressed PNGs).
+MAX_FILE_BYTES = 1 << 20     # one file (archive member or tree file)
+MAX_TOTAL_BYTES = 1 << 30    # all files together, decompressed
+MAX_FILES = 200_000          # files in the source
+IMAGE_FORMATS = ("JPEG", "PNG")  # decoders PIL may use: never chosen by content (no EPS, no Ghostscript)
+
+
+class _Budget:
+    """Counts what a source holds and stops at the bounds above, naming the file that crossed one."""
+
+    def __init__(self, source: str):
+        self.source, self.files, self.bytes = source, 0, 0
+
+    def take(self, name: str, size: int) -> None:
+        self.files += 1
+        self.bytes += size
+        if size > MAX_FILE_BYTES:
+            raise ValueError(f"DataSpec.source {self.source!r}: {name} holds {size:,} bytes, more than the "
+                             f"{MAX_FILE_BYTES:,} a file of a CIFAR-100 copy may hold")
+        if self.files > MAX_FILES:
+            raise ValueError(f"DataSpec.source {self.source!r}: more than {MAX_FILES:,} files (at {name})")
+        if self.bytes > MAX_TOTAL_BYTES:
+            raise ValueError(f"DataSpec.source {self.source!r}: more than {MAX_TOTAL_BYTES:,} bytes in all "
+                             f"(at {name})")
+
+
 def _read_tree(root: Path) -> list[tuple[str, bytes]]:
     """(relative posix path, bytes) of every non-hidden file under root, sorted by path."""
-    out = []
+    out, budget = [], _Budget(str(root))
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in filenames:
             if not name.startswith("."):
                 p = Path(dirpath) / name
-                out.append((p.relative_to(root).as_posix(), p.read_bytes()))
+                rel = p.relative_to(root).as_posix()
+                budget.take(rel, p.stat().st_size)
+                out.append((rel, p.read_bytes()))
     return sorted(out)
 
 
@@ -235,14 +266,19 @@ def _read_archive(data: bytes, source: str) -> list[tuple[str, bytes]]:
     except tarfile.TarError as e:
         raise ValueError(f"DataSpec.source {source!r} is a file but not a readable tar archive "
                          f"({e}); expected {_LAYOUT}, as a .tar.gz") from e
+    out, budget = [], _Budget(source)
     with tf:
-        return [(m.name.removeprefix("./"), tf.extractfile(m).read()) for m in tf
-                if m.isfile() and not PurePosixPath(m.name).name.startswith(".")]
+        for m in tf:  # members are read one by one, each checked before its bytes are
+            if not m.isfile() or PurePosixPath(m.name).name.startswith("."):
+                continue
+            budget.take(m.name, m.size)
+            out.append((m.name.removeprefix("./"), tf.extractfile(m).read()))
+    return out
 
 
 def _decode(files: list[tuple[str, bytes]], source: str):
     """Image files in the layout -> ([train_x, train_y, test_x, test_y], classes)."""
-    from PIL import Image  # only needed on the first load of a local copy
+    from PIL import Image, UnidentifiedImageError  # only needed on the first load of a local copy
 
     items = {"train": [], "test": []}  # (class, file name, bytes)
     prefixes = set()
@@ -268,12 +304,19 @@ def _decode(files: list[tuple[str, bytes]], source: str):
     for split in ("train", "test"):
         entries = sorted(items[split], key=lambda e: e[:2])  # by (class, file name)
         x = np.empty((len(entries), SIZE, SIZE, 3), dtype=np.uint8)
-        for i, (cls, name, data) in enumerate(tqdm(entries, desc=f"decoding {split}", unit="img")):
-            img = Image.open(io.BytesIO(data)).convert("RGB")
-            if img.size != (SIZE, SIZE):
+        bar = Progress(len(entries), f"decoding {split}", unit="img")
+        for i, (cls, name, data) in enumerate(entries):
+            bar.update()
+            try:
+                img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)  # reads the header only
+            except (UnidentifiedImageError, OSError) as e:
+                raise ValueError(f"DataSpec.source {source!r}: {split}/{cls}/{name} is not a JPEG or PNG image "
+                                 f"({e}); expected {_LAYOUT}") from e
+            if img.size != (SIZE, SIZE):  # before any pixel is decoded
                 raise ValueError(f"DataSpec.source {source!r}: {split}/{cls}/{name} is "
                                  f"{img.size[0]}x{img.size[1]}; expected {_LAYOUT}")
-            x[i] = np.asarray(img)
+            x[i] = np.asarray(img.convert("RGB"))
+        bar.close()
         y = np.array([label[cls] for cls, _, _ in entries], dtype=np.int64)
         arrays += [np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y]  # (N, 32, 32, 3) -> NCHW
     return arrays, train_classes
@@ -322,7 +365,7 @@ def _subset(split: Split, per_class: int | None, seed: int, field: str,
 
 
 # ----------------------------------------------------------------------------------------------
-# Augmentation (SPEC §1): batched tensor ops on the tensors' own device, no PIL per image.
+# Augmentation (protocol §1): batched tensor ops on the tensors' own device, no PIL per image.
 # Generators: a torch.Generator must live on the device it draws for (torch requires it);
 # None uses torch's global generator for that device.
 
@@ -368,7 +411,7 @@ def apply_views(padded: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels -> float32 in [-1, 1]: x / 255 * 2 - 1 ("unitcube", SPEC §1)."""
+    """uint8 pixels -> float32 in [-1, 1]: x / 255 * 2 - 1 ("unitcube", protocol §1)."""
     if x.dtype != torch.uint8:
         raise ValueError(f"normalize expects uint8 pixels, got {x.dtype}")
     return x.float() / 255 * 2 - 1
@@ -376,7 +419,7 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
 
 def mixup(x: torch.Tensor, generator: torch.Generator | None = None, *, keep_on_device: bool = False
           ) -> tuple[torch.Tensor, torch.Tensor, float | torch.Tensor]:
-    """MixUp with alpha = 1 (SPEC §3): one lam ~ Beta(1, 1) = U(0, 1) per batch, partner = x[perm].
+    """MixUp with alpha = 1 (protocol §3): one lam ~ Beta(1, 1) = U(0, 1) per batch, partner = x[perm].
 
     Returns (lam * x + (1 - lam) * x[perm], perm int64 (B,), lam). Draws lam, then perm, from
     `generator`, so a seeded generator reproduces both. lam is a Python float, which makes a GPU

@@ -1,4 +1,4 @@
-"""Whole-set predictions and the metrics recorded for each run (SPEC §5)."""
+"""Whole-set predictions and the metrics recorded for each run (protocol §5)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def predict(model: nn.Module, x: torch.Tensor, device: torch.device, views: torc
             batch_size: int | None = None) -> torch.Tensor:
     """Logits (N, C) float32 for uint8 images x (N, 3, 32, 32), model in eval mode.
 
-    With `views` (N,) the images are first augmented by those crop/flip views (SPEC §1).
+    With `views` (N,) the images are first augmented by those crop/flip views (protocol §1).
     The caller's train/eval mode is restored afterwards. batch_size: default `eval_batch(device)`.
     """
     batch_size = batch_size or eval_batch(device)
@@ -66,7 +66,7 @@ def stage_features(model: nn.Module, x: torch.Tensor, device: torch.device,
 
 
 def cka_by_stage(model_a: nn.Module, model_b: nn.Module, x: torch.Tensor, device: torch.device) -> list[float]:
-    """Linear CKA between two models' stage features on images x (SPEC §5)."""
+    """Linear CKA between two models' stage features on images x (protocol §5)."""
     fa, fb = stage_features(model_a, x, device), stage_features(model_b, x, device)
     return [metrics.linear_cka(a, b) for a, b in zip(fa, fb)]
 

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from kdlib import data as kdata
 from kdlib.cache import CorruptRunError, Run, RunCache
 from kdlib.config import Spec, StudentSpec, TeacherSpec
+from kdlib.progress import Progress
 from kdlib.train import get_run, resolve_device, resolve_precision, run_key
 
 # "ray" starts a local Ray instance (or joins the one RAY_ADDRESS names, or the one this process
@@ -231,23 +231,26 @@ def _run_inline(specs, dataset, cache, device, progress, precision, logit_cache)
 
     order, runs = _plan(specs, key, cache)
     failures, first_error = {}, None
-    for spec in order:
-        if spec in runs:
-            continue
-        failed = [failures[t].run_id for t in getattr(spec, "teachers", ()) if t in failures]
-        if failed:
-            failures[spec] = _teacher_failed(key(spec), spec, failed)
-            continue
-        try:
-            run = get_run(spec, dataset, cache, device, progress, precision=precision, logit_cache=logit_cache)
-        except Exception as e:  # reported with the others below; KeyboardInterrupt stops at once
-            failures[spec] = _failure(key(spec), spec, e)
-            first_error = first_error or e
-            continue
-        if run.id != key(spec):
-            raise RuntimeError(f"get_run gave run {run.id} where run_key expected {key(spec)}: "
-                               "kdlib.train.run_key no longer matches the id get_run computes")
-        runs[spec] = run
+    missing = [s for s in order if s not in runs]
+    with Progress(len(missing), "runs", unit="run", enabled=progress and bool(missing)) as bar:
+        for spec in missing:
+            failed = [failures[t].run_id for t in getattr(spec, "teachers", ()) if t in failures]
+            if failed:
+                failures[spec] = _teacher_failed(key(spec), spec, failed)
+                bar.update()
+                continue
+            try:
+                run = get_run(spec, dataset, cache, device, progress, precision=precision, logit_cache=logit_cache)
+            except Exception as e:  # reported with the others below; KeyboardInterrupt stops at once
+                failures[spec] = _failure(key(spec), spec, e)
+                first_error = first_error or e
+                bar.update()
+                continue
+            if run.id != key(spec):
+                raise RuntimeError(f"get_run gave run {run.id} where run_key expected {key(spec)}: "
+                                   "kdlib.train.run_key no longer matches the id get_run computes")
+            runs[spec] = run
+            bar.update()
     return _finish(specs, order, runs, failures, first_error)
 
 
@@ -356,8 +359,7 @@ def _execute_on_ray(ray, order, rids, runs, failures, locks, dataset, cache, dev
     shipped = {}  # teacher spec -> ObjectRef of (run id, files), put once
     todo = [s for s in order if s not in runs]
     pending = {}  # ObjectRef -> spec
-    bar = tqdm(total=len(todo), desc=f"runs on Ray ({gpus:g} GPU each)", unit="run", disable=not progress,
-               dynamic_ncols=True)
+    bar = Progress(len(todo), f"runs on Ray ({gpus:g} GPU each)", unit="run", enabled=progress)
     try:
         while todo or pending:
             for spec in list(todo):

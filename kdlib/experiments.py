@@ -1,4 +1,4 @@
-"""Run plans and result tables for the experiments E0-E7 (SPEC §6).
+"""Run plans and result tables for the experiments E0-E7 (protocol §6).
 
 Each `e*_specs` function says which runs an experiment needs at a scale; identical specs in two
 experiments are one cached run (the self-distilled student of teacher 0 serves E1, E2, E4 and

@@ -1,7 +1,7 @@
-"""The exact teacher-logit cache: a teacher's logits for every augmented view, computed once (issue 4).
+"""The exact teacher-logit cache: a teacher's logits for every augmented view, computed once.
 
-A student step needs its teachers' prediction on exactly the view it trains on (SPEC §3). With the
-SPEC §1 augmentation there are only 162 views of each image (9 x 9 crop offsets x 2 flips, view ids
+A student step needs its teachers' prediction on exactly the view it trains on (protocol §3). With the
+protocol §1 augmentation there are only 162 views of each image (9 x 9 crop offsets x 2 flips, view ids
 as in `data.apply_views`), so the teachers' logits for all views of all training images can be
 computed once and gathered by (image index, view id) in each step, instead of running every
 teacher on every batch.
@@ -23,14 +23,16 @@ else: softmax(log_softmax(z) / tau) = softmax(z / tau).
 Cost. Building takes 162 teacher forward passes per training image and member; on the fly, a
 student pays one per image and member per epoch. So a single student recovers the cost after 162
 epochs (`BREAK_EVEN_EPOCHS`), and `use_logit_cache("auto", ...)` uses the cache for the paper's
-300-epoch students and not for short runs. The cache is stored, checksummed, under
+300-epoch students and not for short runs; "shared" uses it whenever it is exact, for sweeps whose
+students of the same teachers together train that long (the reduced scale's). The cache is stored, checksummed, under
 `<runs>/logit-cache/<key>.pt` ($KDLIB_LOGIT_CACHE overrides the folder, e.g. one that workers
 training in private run caches share), keyed by the teachers' run ids, so every later student of
 the same teachers gets it for the price of a load (E1, E3, E4 and E6 all distil teacher 0; E2's
 m = 5 and E5 share the five-teacher ensemble).
 
 Memory. N x 162 x C x 2 bytes on the training device (`cache_bytes`): 1.62 GB for the 50,000
-CIFAR-100 training images, 162 MB for the reduced scale's 5,000, 16 MB for the tiny scale's 500.
+CIFAR-100 training images, 5.2 MB for the reduced scale's 800 (20 classes), 16 MB for the tiny
+scale's 500.
 Writing it to disk briefly needs about three more copies in host memory (kdlib.cache.save_tensors).
 """
 

@@ -1,4 +1,4 @@
-"""Distillation objective and ensemble teachers (SPEC §3)."""
+"""Distillation objective and ensemble teachers (protocol §3)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def check_unit_interval(name: str, value: float) -> float:
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
             labels: torch.Tensor | None, tau: float = 4.0, alpha: float = 0.0) -> torch.Tensor:
-    """Hinton et al.'s objective (SPEC §3, the study's Eq. 1-2):
+    """Hinton et al.'s objective (protocol §3, the study's Eq. 1-2):
 
         alpha * CE(z_s, y) + (1 - alpha) * tau^2 * mean_b( -sum_j softmax(z_t/tau)_j log_softmax(z_s/tau)_j )
 
@@ -49,7 +49,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
 
 
 def ensemble_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Logits of the averaged predictive distribution, log(mean_i softmax(z_i)) (SPEC §3).
+    """Logits of the averaged predictive distribution, log(mean_i softmax(z_i)) (protocol §3).
 
     logits: (members, batch, classes) -> (batch, classes). Computed as
     logsumexp_i log_softmax(z_i) - log m, which never exponentiates large logits.

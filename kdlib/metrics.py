@@ -1,4 +1,4 @@
-"""Evaluation metrics (SPEC §5).
+"""Evaluation metrics (protocol §5).
 
 Every function takes tensors for the *whole* evaluation set and returns a Python float, so a
 reported number is never a mean of per-batch means. Probabilities are at temperature 1. All
@@ -51,15 +51,15 @@ def _check_pair(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> N
 # --------------------------------------------------------------------------- against labels
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """Top-1 accuracy as a fraction in [0, 1] (SPEC §5). logits (N, C), labels (N,)."""
+    """Top-1 accuracy as a fraction in [0, 1] (protocol §5). logits (N, C), labels (N,)."""
     labels = _check_labels(logits, labels)
     return (logits.argmax(dim=1) == labels).double().mean().item()
 
 
 def nll(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """Mean negative log-likelihood, mean_i -log p(y_i | x_i), in nats (SPEC §5).
+    """Mean negative log-likelihood, mean_i -log p(y_i | x_i), in nats (protocol §5).
 
-    SPEC fix: the original code took `log_probs[:, labels]`, an (N, N) matrix whose mean is
+    Protocol §5 fix: the original code took `log_probs[:, labels]`, an (N, N) matrix whose mean is
     dominated by the wrong classes (it read ~20); gather picks one entry per example.
     """
     labels = _check_labels(logits, labels)
@@ -68,7 +68,7 @@ def nll(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def ece(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 10) -> float:
-    """Expected calibration error, sum_b n_b/N |acc_b - conf_b| (SPEC §5).
+    """Expected calibration error, sum_b n_b/N |acc_b - conf_b| (protocol §5).
 
     Equal-width bins over the max probability, each bin (lo, hi]: a confidence exactly 0.1 lands
     in the first bin, as in Guo et al. (2017).
@@ -92,7 +92,7 @@ def ece(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 10) -> float:
 # --------------------------------------------------------------------------- teacher vs student
 
 def agreement(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> float:
-    """Top-1 agreement, mean_i [argmax p_t == argmax p_s], a fraction in [0, 1] (SPEC §5)."""
+    """Top-1 agreement, mean_i [argmax p_t == argmax p_s], a fraction in [0, 1] (protocol §5)."""
     _check_pair("teacher_logits", teacher_logits, "student_logits", student_logits)
     student_logits = student_logits.to(teacher_logits.device)
     return (teacher_logits.argmax(dim=1) == student_logits.argmax(dim=1)).double().mean().item()
@@ -115,12 +115,12 @@ def kl_per_example(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -
 
 
 def kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> float:
-    """Predictive KL, mean_i KL(p_t || p_s) in nats, teacher first (SPEC §5)."""
+    """Predictive KL, mean_i KL(p_t || p_s) in nats, teacher first (protocol §5)."""
     return kl_per_example(teacher_logits, student_logits).mean().item()
 
 
 def symmetric_kl(a_logits: torch.Tensor, b_logits: torch.Tensor) -> float:
-    """Symmetric KL, 0.5 * (KL(a||b) + KL(b||a)), for pairs without a teacher (SPEC §5)."""
+    """Symmetric KL, 0.5 * (KL(a||b) + KL(b||a)), for pairs without a teacher (protocol §5)."""
     _check_pair("a_logits", a_logits, "b_logits", b_logits)
     both = _kl_per_example(a_logits, b_logits) + _kl_per_example(b_logits, a_logits)
     return 0.5 * both.mean().item()
@@ -142,11 +142,11 @@ def _cka_gram(xc: torch.Tensor, yc: torch.Tensor) -> torch.Tensor:
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Linear CKA between two representations of the same n examples (SPEC §5).
+    """Linear CKA between two representations of the same n examples (protocol §5).
 
     x (n, ...) and y (n, ...) are flattened per example to (n, d1), (n, d2). Result in [0, 1];
     invariant to orthogonal maps and isotropic scaling of either side, not to general linear maps.
-    SPEC fix: the original code used an RBF kernel per batch of 128 and compared spatial columns,
+    Protocol §5 fix: the original code used an RBF kernel per batch of 128 and compared spatial columns,
     not examples.
     """
     for name, t in (("x", x), ("y", y)):

@@ -1,4 +1,4 @@
-"""PreResNet-20 for CIFAR (SPEC §2): pre-activation residual blocks, 16/32/64 channels.
+"""PreResNet-20 for CIFAR (protocol §2): pre-activation residual blocks, 16/32/64 channels.
 
 The same network serves as teacher and student. `norm="layer"` swaps every BatchNorm for
 GroupNorm(1, C), the LayerNorm variant that the paper's Section 6 experiments used.
@@ -77,10 +77,10 @@ class PreResNet(nn.Module):
             elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        # nn.Linear keeps PyTorch's default init (SPEC §2).
+        # nn.Linear keeps PyTorch's default init (protocol §2).
 
     def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Outputs of the three stages, before the final norm (SPEC §2, for CKA).
+        """Outputs of the three stages, before the final norm (protocol §2, for CKA).
 
         Shapes for 32x32 input: (B, 16, 32, 32), (B, 32, 16, 16), (B, 64, 8, 8).
         """

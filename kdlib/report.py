@@ -1,30 +1,41 @@
-"""The report runner: execute every notebook with papermill, then build the book (issue 3).
+"""The report runner: execute every notebook with papermill, then build the book.
 
-    python -m kdlib.report [--scale reduced] [--data SRC] [--device auto] [--executor inline]
-                           [--only NAME ...] [--no-build]
+    kdlib-report [--scale reduced] [--data SRC] [--device auto] [--executor inline] [--out DIR]
+                 [--only NAME ...] [--no-build | --build-only] [--no-progress]
+    (python -m kdlib.report takes the same options; `make report` calls it.)
 
-For each name in NOTEBOOKS (dependency order) it
-1. reads the jupytext text file book/notebooks/<name>.py,
+The report's sources (book/: pages, configuration, notebooks) ship with kdlib as `kdlib.book`.
+`--out DIR` builds the report in DIR (its sources are copied there first); in a checkout the default
+is the checkout's own book/. For each name in NOTEBOOKS (dependency order) the runner
+1. reads the jupytext text file <book>/notebooks/<name>.py,
 2. executes it with papermill, injecting the parameters scale, data, device and executor, on a
    kernel that runs this interpreter (sys.executable: the .venv's Python, whatever kernelspecs are
    installed globally), with the notebooks folder as working directory (as Jupyter would),
-3. writes book/executed/<name>.ipynb with its outputs and widget state (what the static page
+3. writes <book>/executed/<name>.ipynb with its outputs and widget state (what the static page
    replays), and stops at the first failure, naming the notebook and the error. In the executed
    copy the `parameters` cell (the defaults) is tagged remove-cell and papermill's
    `injected-parameters` cell (the values used) hide-input, so the book shows the latter folded;
    every other code cell is folded too (hide-input): the book shows outputs, code on demand.
-Then it runs `jupyter-book build -W --keep-going book/`: the build never executes anything, and
+While a notebook runs, the terminal shows the run being trained, its epoch, rate and ETA, and how
+many of the notebook's runs are done (kdlib.progress: the kernels report to a file the runner
+follows, so the executed notebooks hold no progress bars).
+Then it runs `jupyter-book build -W --keep-going <book>`: the build never executes anything, and
 any Sphinx warning fails it (the book's own pages build warning-free; a missing executed
 notebook, a broken reference or the CDN fallback of book/_ext/kdlib_assets.py all fail loudly).
-Training runs are cached by kdlib (KDLIB_HOME / KDLIB_RUNS), so a rerun only re-renders.
-Exit status: 0 on success, 1 when a notebook or the build failed, 2 on bad arguments.
+A notebook whose execution failed is never published: the build refuses it (`failed_notebooks`),
+whoever starts the build. Training runs are cached by kdlib (KDLIB_HOME / KDLIB_RUNS), so a rerun
+only re-renders. Exit status: 0 on success, 1 when a notebook or the build failed, 2 on bad
+arguments (checked before any kernel starts).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,13 +53,28 @@ from jupyter_client.manager import AsyncKernelManager
 from traitlets import default
 
 from kdlib import data as kdata
+from kdlib import progress as kprogress
 from kdlib import scales
 from kdlib.cache import write_json
 
 # Every notebook, in execution order: later notebooks reuse earlier ones' cached runs.
 NOTEBOOKS = ("setup", "e0_teachers", "e1_self_distillation", "e2_ensembles", "e3_initialisation",
              "e4_cka", "e5_temperature", "e6_optimiser", "e7_summary", "appendix")
-BOOK = Path(__file__).resolve().parents[1] / "book"
+
+
+def source_book() -> Path:
+    """The report's sources: the checkout's book/ (beside kdlib/), or those installed with kdlib."""
+    beside = Path(__file__).resolve().parents[1] / "book"
+    if (beside / "notebooks").is_dir():
+        return beside
+    from importlib.resources import files
+    return Path(str(files("kdlib.book")))
+
+
+BOOK = source_book()
+IN_CHECKOUT = BOOK == Path(__file__).resolve().parents[1] / "book"
+# what a copy of the book's sources leaves out: outputs of earlier builds and the npm install
+COPY_IGNORE = shutil.ignore_patterns("_build", "executed", "node_modules", "__pycache__", ".ipynb_checkpoints")
 KERNEL = "python3"  # the name notebooks carry; resolved to this interpreter below
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 TIMINGS = "timings.json"  # in executed/: seconds per notebook of the latest run, for the appendix
@@ -73,7 +99,9 @@ class _ThisPythonSpecs(KernelSpecManager):
 
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
         if kernel_name == KERNEL:
-            return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            # ERROR: the kernel's harmless start-up warnings (plain-TCP transport) stay out of the terminal
+            return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                                    "--IPKernelApp.log_level=ERROR"],
                               display_name="Python 3 (ipykernel)", language="python",
                               metadata={"debugger": True})
         return super().get_kernel_spec(kernel_name)
@@ -113,23 +141,43 @@ def _plain(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)  # tracebacks carry ANSI colours
 
 
-def execute_notebook(source: Path, output: Path, parameters: dict[str, str], progress: bool = True) -> float:
+@contextlib.contextmanager
+def _progress_channel(path: Path, prefix: str, show: bool):
+    """$KDLIB_PROGRESS -> `path` for the kernels started meanwhile (their bars go there, not into the
+    notebook), and a Follower that shows it on stdout when `show`."""
+    saved = os.environ.get(kprogress.ENV)
+    os.environ[kprogress.ENV] = str(path)
+    try:
+        with (kprogress.Follower(path, prefix, sys.stdout) if show else contextlib.nullcontext()):
+            yield
+    finally:
+        if saved is None:
+            os.environ.pop(kprogress.ENV, None)
+        else:
+            os.environ[kprogress.ENV] = saved
+        Path(path).unlink(missing_ok=True)
+
+
+def execute_notebook(source: Path, output: Path, parameters: dict[str, str], progress: bool = True,
+                     prefix: str = "") -> float:
     """Execute the jupytext file `source` into the notebook `output`; returns the seconds it took.
 
+    progress: show the kernel's training progress on stdout (kdlib.progress), after `prefix`.
     Raises ReportError naming the notebook, with the error and its traceback's last lines.
     """
     name = source.stem
     nb = jupytext.read(source)
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, \
+            _progress_channel(Path(tmp) / "progress.jsonl", prefix or name, progress):
         # papermill reads a path (it records it in the output's metadata)
         converted = Path(tmp) / f"{name}.ipynb"
         nbformat.write(nb, converted)
         try:
             papermill.execute_notebook(
                 str(converted), str(output), parameters=parameters, kernel_name=KERNEL,
-                language="python", cwd=str(source.parent), progress_bar=progress,
+                language="python", cwd=str(source.parent), progress_bar=False,
                 start_timeout=180, kernel_manager_class=_ThisPythonKernelManager)
         except papermill.PapermillExecutionError as e:
             tail = "\n".join(_plain("\n".join(e.traceback)).strip().splitlines()[-8:])
@@ -171,12 +219,52 @@ def jupyter_book_command() -> list[str]:
                                                    "import sys; from jupyter_book.cli.main import main; sys.exit(main())"]
 
 
-def build_book(book: Path = BOOK, strict: bool = True) -> Path:
-    """`jupyter-book build book/` (with -W --keep-going when strict); returns the built index.html."""
+def failed_notebooks(executed: Path) -> list[str]:
+    """The executed notebooks in `executed` that must not be published: papermill marked their
+    execution as failed, or a cell holds an error output (a partly executed notebook)."""
+    failed = []
+    for path in sorted(Path(executed).glob("*.ipynb")):
+        try:
+            nb = nbformat.read(path, as_version=4)
+        except Exception:  # unreadable: certainly not publishable  # noqa: BLE001
+            failed.append(path.stem)
+            continue
+        errors = any(o.get("output_type") == "error" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+        if nb.metadata.get("papermill", {}).get("exception") or errors:
+            failed.append(path.stem)
+    return failed
+
+
+def assets_installed(book: Path) -> bool:
+    """Whether the book has its local JavaScript (`make assets`: book/_static/vendor/)."""
+    static = Path(book) / "_static"
+    return all((static / p).is_file() for p in ("vendor/mathjax/tex-chtml.js", "vendor/requirejs/require.js",
+                                                "vendor/html-manager/embed-amd.js"))
+
+
+def build_book(book: Path = BOOK, strict: bool | None = None) -> Path:
+    """`jupyter-book build <book>` (with -W --keep-going when strict); returns the built index.html.
+
+    strict=None: strict when the local JavaScript is installed (without it the pages fall back to
+    CDNs with a Sphinx warning, which a strict build would turn into a failure; said on stdout).
+    Refuses, naming them, executed notebooks whose execution failed (`failed_notebooks`).
+    """
+    book = Path(book)
     missing = [n for n in NOTEBOOKS if not (book / "executed" / f"{n}.ipynb").exists()]
     if missing:
         raise ReportError(f"cannot build the book: executed/ lacks {', '.join(missing)}; run "
-                          "`python -m kdlib.report` without --only first")
+                          "`kdlib-report` without --only first")
+    failed = failed_notebooks(book / "executed")
+    if failed:
+        raise ReportError(f"cannot build the book: the notebook(s) {', '.join(failed)} in {book / 'executed'} "
+                          "failed when they were executed; run them again (kdlib-report --only "
+                          f"{' '.join(failed)}) before building")
+    if strict is None:
+        strict = assets_installed(book)
+        if not strict:
+            print(f"note: {book / '_static' / 'vendor'} is missing (make assets, or python "
+                  f"{book / 'vendor-src' / 'install_assets.py'} with npm): the pages will load MathJax and the "
+                  "widget JavaScript from CDNs, and the build is not strict", flush=True)
     cmd = [*jupyter_book_command(), "build", *(["-W", "--keep-going"] if strict else []), str(book)]
     print("$ jupyter-book build " + " ".join(cmd[cmd.index("build") + 1:]), flush=True)
     if subprocess.run(cmd).returncode != 0:
@@ -185,6 +273,19 @@ def build_book(book: Path = BOOK, strict: bool = True) -> Path:
     if not index.exists():
         raise ReportError(f"the book build finished but {index} is missing")
     return index
+
+
+def prepare_book(out: Path, source: Path = BOOK) -> Path:
+    """The folder to build the report in: `source` itself, or `out` with the report's sources copied
+    into it (pages, configuration, notebooks, the local JavaScript if `source` has it; earlier
+    executed notebooks and builds in `out` are kept, so `--only` works across calls)."""
+    out = Path(out).expanduser().resolve()
+    if out == Path(source).resolve():
+        return out
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"--out {out} exists and is not a folder")
+    shutil.copytree(source, out, symlinks=False, ignore=COPY_IGNORE, dirs_exist_ok=True)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,12 +311,15 @@ def read_timings(path: Path) -> dict:
 
 
 def run_report(params: Parameters = Parameters(), only: Sequence[str] | None = None, build: bool = True,
-               book: Path = BOOK, notebooks: Path | None = None, strict: bool = True,
+               book: Path = BOOK, notebooks: Path | None = None, strict: bool | None = None,
                progress: bool = True) -> Path | None:
     """Execute the notebooks (all, or `only` those, in NOTEBOOKS order) and build the book.
 
-    book:      the book's source folder; executed notebooks go to book/executed/.
+    book:      the folder the report is built in (its sources there: `prepare_book`); executed
+               notebooks go to book/executed/.
     notebooks: where <name>.py live (default book/notebooks).
+    strict:    as for build_book.
+    progress:  show training progress on stdout while a notebook runs.
     Returns the built index.html (None with build=False). Raises ReportError on a failure.
     """
     scales.get_scale(params.scale)  # a bad scale name fails here, before any kernel starts
@@ -223,6 +327,7 @@ def run_report(params: Parameters = Parameters(), only: Sequence[str] | None = N
     unknown = sorted(set(only or ()) - set(NOTEBOOKS))
     if unknown:
         raise ValueError(f"only: unknown notebook(s) {unknown}; allowed: {', '.join(NOTEBOOKS)}")
+    book = Path(book)
     notebooks = Path(notebooks) if notebooks is not None else book / "notebooks"
     absent = [n for n in names if not (notebooks / f"{n}.py").exists()]
     if absent:
@@ -235,9 +340,10 @@ def run_report(params: Parameters = Parameters(), only: Sequence[str] | None = N
     timings = read_timings(timings_file)
     total = time.perf_counter()
     for i, name in enumerate(names, 1):
-        print(f"[{i}/{len(names)}] {name} ...", flush=True)
-        seconds = execute_notebook(notebooks / f"{name}.py", executed / f"{name}.ipynb", values, progress)
-        print(f"[{i}/{len(names)}] {name} done in {seconds:.1f} s", flush=True)
+        step = f"[{i}/{len(names)}] {name}"
+        print(f"{step} ...", flush=True)
+        seconds = execute_notebook(notebooks / f"{name}.py", executed / f"{name}.ipynb", values, progress, step)
+        print(f"{step} done in {seconds:.1f} s", flush=True)
         timings[name] = {"seconds": round(seconds, 1), "scale": params.scale}
         write_json(timings_file, timings)  # atomically: a reader never sees half a file
     print(f"executed {len(names)} notebook(s) in {time.perf_counter() - total:.1f} s", flush=True)
@@ -253,29 +359,78 @@ def run_report(params: Parameters = Parameters(), only: Sequence[str] | None = N
     return index
 
 
+# ---------------------------------------------------------------------------------------------
+# the command line: every option checked by the parser, before any kernel starts
+
+
+def _data_source(value: str) -> str:
+    if value in ("", "torchvision") or Path(value).expanduser().exists():
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r} does not exist; allowed: 'torchvision', the path of a CIFAR-100 "
+                                     "class-folder tree or .tar.gz of one, or '' ($KDLIB_DATA, else torchvision)")
+
+
+def _device(value: str) -> str:
+    if value in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", value):
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r} is not a device; allowed: auto, cpu, cuda, cuda:N")
+
+
+def _executor(value: str) -> str:
+    from kdlib.executor import check_executor  # names the allowed values, and says when Ray is missing
+
+    try:
+        return check_executor(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="kdlib-report", description="Execute the report's notebooks and build it as a Jupyter Book.",
+        epilog=f"scales: {', '.join(f'{n} ({s.description})' for n, s in scales.SCALES.items())}. "
+               "devices: auto (CUDA when present), cpu, cuda, cuda:N. executors: inline (this process), ray "
+               "(a local Ray instance), ray://HOST:PORT or ray:ADDRESS (a Ray cluster).")
+    p.add_argument("--scale", default="reduced", choices=tuple(scales.SCALES),
+                   help="how much data and how many epochs (kdlib.scales; default: reduced)")
+    p.add_argument("--data", default="", type=_data_source,
+                   help='CIFAR-100 source: "torchvision", a class-folder tree or .tar.gz (default: $KDLIB_DATA, '
+                        'else "torchvision")')
+    p.add_argument("--device", default="auto", type=_device, help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--executor", default="inline", type=_executor,
+                   help="inline (default), ray, ray://HOST:PORT or ray:ADDRESS (kdlib.executor)")
+    p.add_argument("--out", type=Path, default=BOOK if IN_CHECKOUT else None,
+                   help="the folder to build the report in; its sources are copied there first (default: the "
+                        "checkout's book/; required when kdlib is installed outside a checkout)")
+    p.add_argument("--only", nargs="+", metavar="NAME", choices=NOTEBOOKS,
+                   help=f"execute only these notebooks (in dependency order); from: {', '.join(NOTEBOOKS)}")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--no-build", action="store_true", help="execute the notebooks, do not build the book")
+    what.add_argument("--build-only", action="store_true",
+                      help="build the book from the notebooks executed earlier (executes nothing)")
+    p.add_argument("--notebooks", type=Path, default=None, help="where the <name>.py notebooks are "
+                                                                "(default: OUT/notebooks)")
+    p.add_argument("--no-progress", action="store_true", help="do not show training progress")
+    return p
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kdlib.report", description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", default="reduced", choices=tuple(scales.SCALES),
-                        help="how much data and how many epochs (kdlib.scales; default reduced)")
-    parser.add_argument("--data", default="",
-                        help='CIFAR-100 source: "torchvision", a class-folder tree or .tar.gz '
-                             '(default: $KDLIB_DATA, else "torchvision")')
-    parser.add_argument("--device", default="auto", help='"auto" (CUDA when present), "cpu" or "cuda"')
-    parser.add_argument("--executor", default="inline", help='how runs are trained (default "inline")')
-    parser.add_argument("--only", nargs="+", metavar="NAME", choices=NOTEBOOKS,
-                        help=f"execute only these notebooks (in dependency order); from: {', '.join(NOTEBOOKS)}")
-    parser.add_argument("--no-build", action="store_true", help="execute the notebooks, do not build the book")
-    parser.add_argument("--book", type=Path, default=BOOK, help="the book's source folder (default: book/)")
-    parser.add_argument("--notebooks", type=Path, default=None,
-                        help="where the <name>.py notebooks are (default: BOOK/notebooks)")
-    parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
-    args = parser.parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.out is None:
+        p.error("--out is required when kdlib is installed outside a checkout (the folder to build the report in)")
+    if args.notebooks is not None and not args.notebooks.is_dir():
+        p.error(f"--notebooks {str(args.notebooks)!r} is not a folder")
     params = Parameters(scale=args.scale, data=args.data, device=args.device, executor=args.executor)
     try:
-        index = run_report(params, only=args.only, build=not args.no_build, book=args.book,
-                           notebooks=args.notebooks, progress=not args.no_progress)
+        book = prepare_book(args.out)
+        if args.build_only:
+            index = build_book(book)
+        else:
+            index = run_report(params, only=args.only, build=not args.no_build, book=book,
+                               notebooks=args.notebooks, progress=not args.no_progress)
     except ReportError as e:
-        print(f"\nkdlib.report: FAILED: {e}", file=sys.stderr, flush=True)
+        print(f"\nkdlib-report: FAILED: {e}", file=sys.stderr, flush=True)
         return 1
     if index is not None:
         print(f"\nThe report: {index}")

@@ -1,4 +1,4 @@
-"""Sliders over precomputed figures that work in a static web page, with no kernel (SPEC §6 E3, E5).
+"""Sliders over precomputed figures that work in a static web page, with no kernel (protocol §6 E3, E5).
 
 A live `interact` re-draws the figure in Python, which a static page cannot do. Here every view is
 rendered up front: one PNG per slider value in a `Stack` (ipywidgets 8) that shows one child at a

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check (issue 4): one command on a CUDA machine measures kdlib's speed and writes the figures.
+# The GPU check: one command on a CUDA machine measures kdlib's speed and writes the figures.
 #
 #   scripts/gpu_check.sh [--data PATH] [--out DIR]                # CUDA; about 5 minutes on one H200
 #   scripts/gpu_check.sh --device cpu --dry [--out DIR]           # every step with tiny budgets (CPU)

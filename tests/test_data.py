@@ -302,6 +302,42 @@ def test_malformed_sources(tmp_path, home):
         kdata.load(DataSpec(source=str(stray)))
 
 
+def eps_bytes() -> bytes:
+    """A minimal Encapsulated PostScript file: what a `.jpg` may hold to reach Ghostscript through PIL."""
+    return (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 32 32\nnewpath 0 0 moveto 32 32 lineto stroke\n"
+            b"showpage\n%%EOF\n")
+
+
+def test_images_are_decoded_as_jpeg_or_png_only(tmp_path, home):
+    """PIL picks its decoder by content: a `.jpg` holding EPS data would reach Ghostscript where it is
+    installed. kdlib opens images with the JPEG and PNG decoders only, and names the file."""
+    files = synthetic_files()
+    files["train/class003/img1.jpg"] = eps_bytes()
+    with pytest.raises(ValueError, match=r"train/class003/img1.jpg is not a JPEG or PNG image"):
+        kdata.load(DataSpec(source=write_tar(tmp_path / "eps.tar.gz", files)))
+    png = synthetic_files()
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (6, 90, 0)).save(buf, format="PNG")
+    png["train/class003/img1.jpg"] = buf.getvalue()  # a PNG under a .jpg name is a fine image
+    assert len(kdata.load(DataSpec(source=write_tar(tmp_path / "png.tar.gz", png))).train) == 200
+
+
+def test_sources_are_bounded_and_the_file_is_named(tmp_path, home, monkeypatch):
+    files = synthetic_files()
+    files["train/class001/huge.jpg"] = b"\0" * (kdata.MAX_FILE_BYTES + 1)
+    with pytest.raises(ValueError, match=r"train/class001/huge.jpg holds 1,048,577 bytes"):
+        kdata.load(DataSpec(source=write_tar(tmp_path / "huge.tar.gz", files)))
+    with pytest.raises(ValueError, match=r"train/class001/huge.jpg holds"):
+        kdata.load(DataSpec(source=str(write_tree(tmp_path / "huge", files))))
+    monkeypatch.setattr(kdata, "MAX_FILES", 50)
+    with pytest.raises(ValueError, match="more than 50 files"):
+        kdata.load(DataSpec(source=write_tar(tmp_path / "many.tar.gz", synthetic_files())))
+    monkeypatch.setattr(kdata, "MAX_FILES", 10**6)
+    monkeypatch.setattr(kdata, "MAX_TOTAL_BYTES", 10_000)
+    with pytest.raises(ValueError, match="more than 10,000 bytes in all"):
+        kdata.load(DataSpec(source=write_tar(tmp_path / "big.tar.gz", synthetic_files())))
+
+
 def test_torchvision_download_failure_is_explained(home, monkeypatch):
     import torchvision
 

@@ -1,5 +1,5 @@
-"""Tests for kdlib.metrics (SPEC §5): each metric against an independent numpy/scipy reference,
-plus the properties and the bug fixes the SPEC names."""
+"""Tests for kdlib.metrics (protocol §5): each metric against an independent numpy/scipy reference,
+plus the properties and the bug fixes the protocol names (docs/protocol.md §5)."""
 
 import numpy as np
 import pytest
@@ -116,7 +116,7 @@ def test_returns_python_floats_and_accepts_low_precision():
     assert_close(kl(lb, logits.bfloat16().flip(0)), ref_kl(ref, ref[::-1]))
 
 
-# --------------------------------------------------------------------------- NLL bug (SPEC §5 fix)
+# --------------------------------------------------------------------------- NLL bug (protocol §5 fix)
 
 def test_nll_catches_the_bxb_indexing_bug():
     # Confident, correct predictions: the true NLL is ~0, while the original code's

@@ -1,7 +1,10 @@
 """kdlib.report, the runner, on small throwaway notebooks (the real ones: test_book.py)."""
 
+import importlib.util
 import json
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import pytest
@@ -77,25 +80,107 @@ def test_runner_injects_parameters_and_keeps_widget_state(tmp_path, monkeypatch)
 def test_a_failing_notebook_is_named_with_its_error(tmp_path, capsys):
     notebooks = _notebooks(tmp_path, setup=FAILING, e0_teachers=WIDGET)
     book = tmp_path / "book"
-    code = report.main(["--scale", "tiny", "--data", "torchvision", "--book", str(book), "--notebooks",
+    code = report.main(["--scale", "tiny", "--data", "torchvision", "--out", str(book), "--notebooks",
                         str(notebooks), "--only", "setup", "e0_teachers", "--no-progress"])
     assert code == 1
     err = capsys.readouterr().err
     assert "notebook 'setup' failed" in err and "ValueError" in err and "scale must be one of" in err
     assert not (book / "executed" / "e0_teachers.ipynb").exists()  # stopped at the first failure
     assert (book / "executed" / "setup.ipynb").exists()  # the partly executed notebook, to inspect
+    # ... which no build publishes: the runner refuses it, naming it, and so does the book's own
+    # Sphinx extension, whoever starts the build (make book, jupyter-book build)
+    assert report.failed_notebooks(book / "executed") == ["setup"]
+    for name in report.NOTEBOOKS[1:]:
+        nbformat.write(nbformat.v4.new_notebook(), book / "executed" / f"{name}.ipynb")
+    with pytest.raises(report.ReportError, match=r"the notebook\(s\) setup .* failed when they were executed"):
+        report.build_book(book)
+    assert report.main(["--out", str(book), "--build-only"]) == 1
+    assert "setup" in capsys.readouterr().err
+    guard = _load_extension("kdlib_guard")
+    with pytest.raises(Exception, match="setup failed when they were executed"):
+        guard._refuse_failed(SimpleNamespace(srcdir=str(book)))
+    (book / "executed" / "setup.ipynb").unlink()
+    nbformat.write(nbformat.v4.new_notebook(), book / "executed" / "setup.ipynb")
+    guard._refuse_failed(SimpleNamespace(srcdir=str(book)))  # nothing failed: the build may go on
+
+
+def _load_extension(name: str):
+    spec = importlib.util.spec_from_file_location(name, report.BOOK / "_ext" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--device", "gpu", "is not a device; allowed: auto, cpu, cuda, cuda:N"),
+    ("--executor", "bogus", "executor must be one of"),
+    ("--data", "/nope/cifar.tar.gz", "does not exist; allowed: 'torchvision'"),
+    ("--scale", "huge", "invalid choice: 'huge'"),
+    ("--only", "e9_nothing", "invalid choice: 'e9_nothing'"),
+])
+def test_bad_options_exit_2_before_any_kernel(option, value, message, tmp_path, capsys):
+    start = time.perf_counter()
+    with pytest.raises(SystemExit) as e:
+        report.main(["--out", str(tmp_path / "book"), option, value])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+    assert time.perf_counter() - start < 30 and not (tmp_path / "book").exists()  # nothing copied or run
+
+
+def test_help_names_scales_devices_and_executors(capsys):
+    with pytest.raises(SystemExit) as e:
+        report.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert e.value.code == 0
+    assert all(name in out for name in ("reduced", "paper", "tiny", "cuda:N", "ray://HOST:PORT", "--out"))
 
 
 def test_bad_arguments_and_missing_inputs(tmp_path):
-    with pytest.raises(SystemExit) as e:
-        report.main(["--scale", "huge"])
-    assert e.value.code == 2
-    with pytest.raises(SystemExit):
-        report.main(["--only", "e9_nothing"])
     with pytest.raises(report.ReportError, match="missing notebook source"):
         report.run_report(only=["e4_cka"], build=False, book=tmp_path, notebooks=tmp_path)
     with pytest.raises(report.ReportError, match="executed/ lacks setup"):
         report.build_book(tmp_path)
+
+
+def test_out_gets_a_copy_of_the_sources_and_keeps_what_was_executed(tmp_path):
+    out = report.prepare_book(tmp_path / "elsewhere")
+    assert (out / "notebooks" / "e7_summary.py").read_text() == (report.BOOK / "notebooks" / "e7_summary.py").read_text()
+    assert (out / "_toc.yml").is_file() and not (out / "_toc.yml").is_symlink() and (out / "_ext" / "kdlib_guard.py").exists()
+    assert not (out / "executed").exists() and not (out / "_build").exists()
+    (out / "executed").mkdir()
+    (out / "executed" / "setup.ipynb").write_text("{}")
+    report.prepare_book(out)  # again: the sources refreshed, the executed notebook kept
+    assert (out / "executed" / "setup.ipynb").read_text() == "{}"
+    assert report.prepare_book(report.BOOK) == report.BOOK.resolve()  # the checkout's book is used in place
+
+
+TRAINING = PARAMETERS + '''
+# %%
+import sys
+sys.path.insert(0, {tests!r})
+from synthetic import synthetic_dataset
+from kdlib.cache import RunCache
+from kdlib.config import Recipe, TeacherSpec
+from kdlib.executor import run_all
+run = run_all([TeacherSpec(recipe=Recipe(epochs=2, batch_size=20, lr=0.05))], synthetic_dataset(),
+              cache=RunCache({runs!r}), device="cpu")[0]
+print("trained", run.id)
+'''
+
+
+def test_training_progress_reaches_the_runner_and_not_the_notebook(tmp_path, capsys):
+    """The runner shows the run, its epoch and the notebook's runs done; the notebook keeps no bar."""
+    source = TRAINING.format(tests=str(Path(__file__).parent), runs=str(tmp_path / "runs"))
+    notebooks = _notebooks(tmp_path, e0_teachers=source)
+    book = tmp_path / "book"
+    report.run_report(report.Parameters(scale="tiny", data="torchvision", device="cpu"), only=["e0_teachers"],
+                      build=False, book=book, notebooks=notebooks)
+    out = capsys.readouterr().out
+    assert "[1/1] e0_teachers" in out and "epoch 2/2" in out and "teacher " in out
+    assert "runs 1/1 done" in out
+    nb = nbformat.read(book / "executed" / "e0_teachers.ipynb", as_version=4)
+    streams = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"]
+    assert any("trained" in o.text for o in streams)
+    assert not any("epoch" in o.text or "it/s" in o.text for o in streams)  # no progress bar kept
 
 
 def test_notebook_order_matches_the_table_of_contents():

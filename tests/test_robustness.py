@@ -1,4 +1,4 @@
-"""Crashes, damaged files and concurrent requests never give a wrong or half-written run (issue 5).
+"""Crashes, damaged files and concurrent requests never give a wrong or half-written run.
 
 Some tests run get_run in subprocesses (tests/synthetic.py data, one torch thread each, so that
 results match bitwise across processes): SIGKILL mid-epoch, and two processes racing for a run.

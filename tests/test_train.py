@@ -187,7 +187,7 @@ def test_device_and_spec_errors(synthetic, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Speed paths (issue 4): numerics in the run id, the logit cache, no host synchronisation
+# Speed paths: numerics in the run id, the logit cache, no host synchronisation
 
 from kdlib import logit_cache as lcache  # noqa: E402
 from kdlib.losses import Teacher  # noqa: E402
@@ -228,6 +228,16 @@ def test_bf16_run_has_its_own_id_and_records_precision(synthetic, tmp_path):
     assert (fp32.info["precision"], bf16.info["precision"]) == ("fp32", "bf16")
     assert bf16.variant == {"precision": "bf16"}
     assert 0.0 <= bf16.metrics["test_acc"] <= 1.0 and bf16.history[-1]["train_loss"] > 0
+    # the history is measured in the run's precision, the final metrics in fp32: the same model's
+    # test accuracy in both, up to bf16 rounding of a few logits
+    from kdlib import evaluate as ev
+    from kdlib.train import autocast
+    model = bf16.load_model()
+    with autocast(torch.device("cpu"), "bf16"):
+        in_bf16 = kdata.Split(synthetic.test.x, synthetic.test.y)
+        history_acc = (ev.predict(model, in_bf16.x, torch.device("cpu")).argmax(1) == in_bf16.y).double().mean().item()
+    assert bf16.history[-1]["test_acc"] == pytest.approx(history_acc, abs=1e-12)
+    assert bf16.metrics["test_acc"] == pytest.approx(bf16.history[-1]["test_acc"], abs=0.05)
 
 
 def test_student_on_cached_logits_matches_on_the_fly_and_reuses_the_cache(small, tmp_path):

@@ -1,24 +1,20 @@
 """One `tiny`-scale build of the whole report per test session, shared by test_book and test_browser.
 
-The book's sources are copied into a temporary folder (symlinks resolved, without _build/,
-executed/ and node_modules/), so the tests never touch the working tree's book; runs go to a
-temporary KDLIB_RUNS. `tiny_book(...)` memoises the build: the modules that use it each declare a
-session fixture calling it, and whichever runs first pays for the build.
+The book's sources are copied into a temporary folder as `kdlib-report --out DIR` does
+(`report.prepare_book`: symlinks resolved, without _build/, executed/ and node_modules/), so the tests
+never touch the working tree's book; runs go to a temporary KDLIB_RUNS. `tiny_book(...)` memoises
+the build: the modules that use it each declare a session fixture calling it, and whichever runs
+first pays for the build.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from kdlib import report
-
-# what the test copy of the book leaves out: outputs of earlier builds and the npm install
-_IGNORE = shutil.ignore_patterns("_build", "executed", "node_modules", "__pycache__", ".ipynb_checkpoints")
-
 
 @dataclass(frozen=True)
 class TinyBook:
@@ -32,25 +28,13 @@ class TinyBook:
 _BUILT: dict[str, TinyBook] = {}
 
 
-def copy_book(destination: Path, source: Path = report.BOOK) -> Path:
-    """A copy of the book's sources at `destination` (which must not exist yet)."""
-    shutil.copytree(source, destination, symlinks=False, ignore=_IGNORE)
-    return destination
-
-
-def assets_installed(book: Path = report.BOOK) -> bool:
-    static = book / "_static"
-    return all((static / p).is_file() for p in ("vendor/mathjax/tex-chtml.js", "vendor/requirejs/require.js",
-                                                "vendor/html-manager/embed-amd.js"))
-
-
 def tiny_book(tmp_path_factory, data_source: str) -> TinyBook:
     """Execute every notebook at scale "tiny" on `data_source` and build the book, once per session."""
     if "book" in _BUILT:
         return _BUILT["book"]
     root = tmp_path_factory.mktemp("tiny_book")
-    book = copy_book(root / "book")
-    local = assets_installed(book)
+    book = report.prepare_book(root / "book")  # what `kdlib-report --out DIR` builds in
+    local = report.assets_installed(book)
     saved = os.environ.get("KDLIB_RUNS")
     os.environ["KDLIB_RUNS"] = str(root / "runs")  # the notebooks' kernels inherit it
     try:

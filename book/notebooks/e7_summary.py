@@ -102,7 +102,8 @@ runs{':' if held else '.'} {'; '.join(f'{v.title} ({v.experiment})' for v in hel
 
 **The regime.** The teachers fit {ex.fmt(fit['teacher_train_acc'])} % of their training images (the study's
 {STUDY['e0']['teacher_train_acc']} %), and over the last fifth of their training the self-distilled students'
-agreement rose by {ex.fmt(fit['rises'])} points: {regime}.
+agreement rose by {fit['mean_rise']:.2f} points on average ({', '.join(f'{r:+.1f}' for r in fit['rises'])} for the
+{len(fit['rises'])} students): {regime}.
 
 **The central finding** is that students are far from faithful ({faithful.verdict} here) and yet more faithful
 than independent training would make them ({baselines.verdict}, against each baseline separately).
