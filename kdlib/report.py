@@ -62,13 +62,20 @@ NOTEBOOKS = ("setup", "e0_teachers", "e1_self_distillation", "e2_ensembles", "e3
              "e4_cka", "e5_temperature", "e6_optimiser", "e7_summary", "appendix")
 
 
+def installed_book() -> Path:
+    """Where the installed package keeps the report's sources (kdlib.book, a namespace package of data
+    folders: importlib's finder knows its folder, for a wheel and an editable install alike)."""
+    import importlib.util
+    spec = importlib.util.find_spec("kdlib.book")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("kdlib's report sources (kdlib.book) are not installed; reinstall kdlib")
+    return Path(list(spec.submodule_search_locations)[0]).resolve()
+
+
 def source_book() -> Path:
     """The report's sources: the checkout's book/ (beside kdlib/), or those installed with kdlib."""
     beside = Path(__file__).resolve().parents[1] / "book"
-    if (beside / "notebooks").is_dir():
-        return beside
-    from importlib.resources import files
-    return Path(str(files("kdlib.book")))
+    return beside if (beside / "notebooks").is_dir() else installed_book()
 
 
 BOOK = source_book()

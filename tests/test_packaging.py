@@ -21,6 +21,13 @@ def test_one_version_string():
     assert "version =" not in pyproject.split("[project]")[1].split("[")[0].replace("dynamic", "")
 
 
+def test_the_installed_package_finds_its_report_sources():
+    """kdlib.book is a namespace package of data folders; importlib, not its repr, gives the folder
+    (the editable install maps it to the checkout's book/, a wheel to site-packages/kdlib/book/)."""
+    assert report.installed_book() == report.BOOK.resolve() == (ROOT / "book").resolve()
+    assert (report.installed_book() / "notebooks" / "e7_summary.py").is_file()
+
+
 def test_the_lock_pins_what_the_ranges_allow():
     """constraints.txt pins exact versions (==) of at least every declared dependency."""
     pins = {}
