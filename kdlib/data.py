@@ -128,7 +128,8 @@ class Dataset:
             subset = f", class-balanced subsets, seed {self.spec.subset_seed}"
         classes = "" if self.spec.num_classes is None else \
             f", the first {self.num_classes} classes ({self.classes[0]} to {self.classes[-1]})"
-        return (f"CIFAR-100 from {self.spec.source} (sha256 {self.fingerprint[:12]}): "
+        source = self.spec.source if self.spec.source == "torchvision" else Path(self.spec.source).name
+        return (f"CIFAR-100 from {source} (sha256 {self.fingerprint[:12]}): "
                 f"{count(self.train, self.spec.train_per_class)} train / "
                 f"{count(self.test, self.spec.test_per_class)} test images{classes}{subset}")
 

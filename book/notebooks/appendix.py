@@ -59,9 +59,11 @@ Markdown(f"""
 # ## Commands
 #
 # From a fresh clone, `make report` sets up a virtual environment and builds this report at the
-# reduced scale (about half an hour on two CPU cores with native bf16); `make report SCALE=paper` runs the full protocol (a GPU job), and
-# `make report DATA=path/to/cifar100` uses a local copy of CIFAR-100 instead of torchvision's
-# download. `make test` runs the test suite. Runs are cached, so a second build only re-renders.
+# reduced scale (its time is in the tables below); `make report SCALE=paper` runs the full protocol
+# (a GPU job), and `make report DATA=path/to/cifar100` uses a local copy of CIFAR-100 instead of
+# torchvision's download. With kdlib installed elsewhere, `kdlib-report --out DIR` takes the same
+# options. `python -m kdlib.claims --scale reduced` prints the summary chapter's verdicts from the
+# run cache, and `make test` runs the test suite. Runs are cached, so a second build only re-renders.
 
 # %% [markdown]
 # ## Compute

@@ -52,7 +52,7 @@ for m, runs in students.items():
     rows.append({"teachers (m)": m, "students": len(runs), "ensemble acc (%)": col(runs[:1], "teacher_test_acc"),
                  "student acc (%)": col(runs, "test_acc"), "agreement (%)": col(runs, "test_agreement"),
                  "KL(t || s)": col(runs, "test_kl", 1, 3),
-                 "study": " / ".join(map(str, ref)) if ref else ""})
+                 "study": "{:.2f} / {:.2f} / {:.2f} / {:.3f}".format(*ref) if ref else ""})
 pd.DataFrame(rows).set_index("teachers (m)")
 
 # %% [markdown]

@@ -22,8 +22,9 @@
 # initialisation, then distil as usual with learning rate $\max(\eta_0 (1-\lambda), 10^{-6})$. For
 # the BatchNorm model one train-mode pass over the training data first refreshes the normalisation
 # statistics, which interpolation invalidates. The paper ran this with the LayerNorm model and found
-# a sharp transition: train agreement stays near its λ = 0 level up to about λ = 0.25 and then jumps
-# to nearly 100 %. Which models run at this scale is set by `lambda_norms` in `kdlib/scales.py`.
+# a sharp transition: train agreement stays near its λ = 0 level and then, past an intermediate λ,
+# jumps to nearly perfect agreement (its numbers are at the end of this chapter). Which models run at
+# this scale is set by `lambda_norms` in `kdlib/scales.py`.
 
 # %% tags=["parameters"]
 scale = "reduced"

@@ -57,16 +57,16 @@ for name, rs in runs.items():
     ref = STUDY["e5"].get((rs[0].spec.tau, rs[0].spec.recipe.mixup))
     rows.append({"setting": name, "students": len(rs), "student acc (%)": col(rs, "test_acc"),
                  "agreement (%)": col(rs, "test_agreement"), "KL(t || s)": col(rs, "test_kl", 1, 3),
-                 "study: acc / agreement / KL": " / ".join(map(str, ref)) if ref else ""})
+                 "study: acc / agreement / KL": "{:.2f} / {:.2f} / {:.3f}".format(*ref) if ref else ""})
 pd.DataFrame(rows).set_index("setting")
 
 # %% tags=["hide-input"]
 study = STUDY["e5"]
 Markdown(f"""
 The teacher is an ensemble of {len(pool)} networks with {100 * runs[ex.MIXUP][0].metrics['teacher_test_acc']:.2f} %
-test accuracy. The study (5 teachers, full scale) found agreement rising from {study[(1.0, False)][1]} % at
-τ = 1 to {study[(4.0, False)][1]} % at τ = 4, and MixUp lowering the KL ({study[(4.0, False)][2]} to
-{study[(4.0, True)][2]}) while leaving agreement where it was ({study[(4.0, True)][1]} %).
+test accuracy. The study (5 teachers, full scale) found agreement rising from {study[(1.0, False)][1]:.2f} % at
+τ = 1 to {study[(4.0, False)][1]:.2f} % at τ = 4, and MixUp lowering the KL ({study[(4.0, False)][2]:.3f} to
+{study[(4.0, True)][2]:.3f}) while leaving agreement where it was ({study[(4.0, True)][1]:.2f} %).
 """)
 
 # %% [markdown]

@@ -39,8 +39,8 @@ runs = exp.run(ex.optimiser_specs(exp.scale))  # setting -> students (seeds); th
 
 # %% [markdown]
 # Agreement with the teacher on test images and on augmented training images (both networks in
-# eval mode), mean ± std over seeds, beside the study's test agreement (300 and 600 SGD epochs, Adam
-# at lr 5e-3). Compare each alternative's row with the baseline in the first.
+# eval mode), mean ± std over seeds, beside the study's test agreement for the same three settings at
+# full scale. Compare each alternative's row with the baseline in the first.
 
 # %%
 study = dict(zip(runs, (STUDY["e6"]["sgd"], STUDY["e6"]["sgd_long"], STUDY["e6"]["adam"])))

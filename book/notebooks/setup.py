@@ -56,12 +56,15 @@ of the zero-padded (4 px) image and a horizontal flip with probability 0.5; pixe
 # %% tags=["hide-input"]
 counts = {norm: sum(p.numel() for p in preresnet20(num_classes=ds.num_classes, norm=norm).parameters())
           for norm in ("batch", "layer")}
+sizes = (f"The BatchNorm model and the LayerNorm variant (GroupNorm with one group in place of every BatchNorm, "
+         f"with the same learned scale and shift per channel) both have {counts['batch']:,} parameters."
+         if counts["batch"] == counts["layer"] else
+         f"With BatchNorm it has {counts['batch']:,} parameters; the LayerNorm variant (GroupNorm with one group "
+         f"in place of every BatchNorm) has {counts['layer']:,}.")
 Markdown(f"""
 PreResNet-20: a 3x3 stem convolution, three stages of three pre-activation basic blocks
 (16, 32 and 64 channels), then norm, ReLU, global average pooling and a linear layer to one output
-per class: {ds.num_classes} here{'' if ds.num_classes == 100 else ' (100 in the paper)'}. With BatchNorm it has
-{counts['batch']:,} parameters; the LayerNorm variant (GroupNorm with one group in place of every
-BatchNorm) has {counts['layer']:,}.
+per class: {ds.num_classes} here{'' if ds.num_classes == 100 else ' (100 in the paper)'}. {sizes}
 """)
 
 # %% [markdown]
@@ -71,7 +74,7 @@ BatchNorm) has {counts['layer']:,}.
 def recipe_row(who, r):
     return {"": who, "epochs": r.epochs, "batch": r.batch_size, "optimiser": r.optimizer.upper()
             + (" (Nesterov)" if r.optimizer == "sgd" and r.nesterov else ""),
-            "lr": r.lr, "final lr": r.lr_min, "weight decay": r.weight_decay}
+            "lr": f"{r.lr:g}", "final lr": f"{r.lr_min:g}", "weight decay": f"{r.weight_decay:g}"}
 
 rows = [recipe_row("teachers", sc.teacher), recipe_row("students", sc.student)]
 if sc.layer_teacher is not None or sc.layer_student is not None:
