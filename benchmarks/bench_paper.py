@@ -46,8 +46,10 @@ from kdlib.cache import RunCache
 from kdlib.config import Recipe, StudentSpec, TeacherSpec
 from kdlib.losses import Teacher
 from kdlib.models import build_model
-from kdlib.train import (CHANNELS_LAST, autocast, backend_flags, final_metrics, get_run, resolve_device,
-                         resolve_precision, train_epoch)
+from kdlib.device import CHANNELS_LAST, autocast, backend_flags, resolve_device, resolve_precision
+from kdlib.evaluate import final_metrics
+from kdlib.runs import get_run
+from kdlib.train import TrainSet, make_optimizer, train_epoch
 
 PAPER = scales.get_scale("paper")
 MAX_MEMBERS = 5
@@ -88,29 +90,26 @@ def random_cache(n_images: int, device: torch.device) -> lcache.LogitCache:
 def time_epochs(spec, dataset, device, precision, epochs, *, teacher=None, store=None, compile=False,
                 warmup=1) -> dict:
     """Seconds per full-data epoch of train_epoch (median over `epochs` after `warmup`)."""
-    padded = kdata.pad(dataset.train.x.to(device))
-    labels = dataset.train.y.to(device)
-    n, bs = len(labels), spec.recipe.batch_size
+    data = TrainSet(dataset.train, device)
     model = build_model(spec.norm, 0).to(device, memory_format=CHANNELS_LAST)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    opt = make_optimizer(model, spec.recipe, lr=0.05)
     forward = torch.compile(model) if compile else model
     times = []
     for e in range(warmup + epochs):
-        g = torch.Generator(device=device).manual_seed(e)
-        perm = torch.randperm(n, generator=g, device=device)
-        views = kdata.random_views(n, g, device)
+        batches = data.epoch(e, spec.recipe.batch_size)
         synchronize(device)
         t0 = time.perf_counter()
-        loss_sum, _ = train_epoch(forward, opt, spec, padded, labels, perm, views, n // bs, g,
-                                  teacher=teacher, logit_cache=store, precision=precision)
+        loss_sum, _ = train_epoch(forward, opt, spec, batches, teacher=teacher, logit_cache=store,
+                                  precision=precision)
         loss_sum.item()
         synchronize(device)
         if e >= warmup:
             times.append(time.perf_counter() - t0)
     times.sort()
     epoch_s = times[len(times) // 2]
+    steps, bs = batches.steps, batches.batch_size
     return {"epoch_seconds": round(epoch_s, 3), "all_seconds": [round(t, 3) for t in times],
-            "images_per_s": round((n // bs) * bs / epoch_s, 1), "steps": n // bs}
+            "images_per_s": round(steps * bs / epoch_s, 1), "steps": steps}
 
 
 def teacher_spec(dry: bool = False) -> TeacherSpec:
@@ -181,20 +180,16 @@ def stage_checks(ctx) -> dict:
         return {"skipped": "needs CUDA"}
     spec = student_spec(MAX_MEMBERS, mixup=True, dry=ctx["dry"])  # MixUp, teachers on the fly: most moving parts
     teacher = Teacher(members(MAX_MEMBERS, device))
-    padded = kdata.pad(ds.train.x[:1024].to(device))
-    labels = ds.train.y[:1024].to(device)
+    data = TrainSet(kdata.Split(ds.train.x[:1024], ds.train.y[:1024]), device)
     model = build_model("batch", 0).to(device, memory_format=CHANNELS_LAST)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-4)
-    g = torch.Generator(device=device).manual_seed(0)
-    perm = torch.randperm(1024, generator=g, device=device)
-    views = kdata.random_views(1024, g, device)
-    args = (model, opt, spec, padded, labels, perm, views)
-    train_epoch(*args, 2, g, teacher=teacher, precision="bf16")  # warm-up: allocations, cuDNN set-up
+    opt = make_optimizer(model, spec.recipe, lr=0.05)
+    bs = spec.recipe.batch_size
+    train_epoch(model, opt, spec, data.epoch(0, bs, 2), teacher=teacher, precision="bf16")  # warm-up: cuDNN set-up
     synchronize(device)
     out = {}
     torch.cuda.set_sync_debug_mode("error")
     try:
-        train_epoch(*args, 4, g, teacher=teacher, precision="bf16")
+        train_epoch(model, opt, spec, data.epoch(1, bs, 4), teacher=teacher, precision="bf16")
         out["no_host_sync_in_epoch"] = True
     except RuntimeError as e:
         out["no_host_sync_in_epoch"] = False
@@ -285,7 +280,7 @@ def paper_plan() -> tuple[list, str]:
 
 
 def final_forwards(n_train: int, n_test: int, members: int, stored_teachers: bool = True) -> int:
-    """Forward passes of a run's final metrics (kdlib.train.final_metrics; members = 0: a teacher run).
+    """Forward passes of a run's final metrics (kdlib.evaluate.final_metrics; members = 0: a teacher run).
 
     The model on test, train and augmented train. A student's teachers add nothing when their runs
     stored those logits (`stored_teachers`, what get_run does), else each member runs on the same

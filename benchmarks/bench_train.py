@@ -53,7 +53,8 @@ from kdlib import scales
 from kdlib.config import Recipe, StudentSpec, TeacherSpec
 from kdlib.losses import Teacher, ensemble_logits, kd_loss
 from kdlib.models import build_model
-from kdlib.train import CHANNELS_LAST, backend_flags, resolve_device, train_epoch
+from kdlib.device import CHANNELS_LAST, autocast, backend_flags, resolve_device
+from kdlib.train import TrainSet, make_optimizer, train_epoch
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = scales.get_scale("paper")
@@ -138,32 +139,22 @@ class NaiveRun:
 
 @dataclass
 class KdlibRun:
-    """kdlib's loop: train_epoch on the device-resident padded training set."""
+    """kdlib's loop: train_epoch on the device-resident padded training set (kdlib.train.TrainSet)."""
 
     model: torch.nn.Module
     opt: torch.optim.Optimizer
     spec: object
-    padded: torch.Tensor
-    labels: torch.Tensor
+    data: TrainSet
     teacher: torch.nn.Module | None
     store: lcache.LogitCache | None
     precision: str
-    memory_format: torch.memory_format
     seed: int = 0
 
     def run(self, steps: int) -> None:
-        device = self.padded.device
-        self.seed += 1
-        g = torch.Generator(device=device).manual_seed(self.seed)
-        n = len(self.labels)
-        # A fresh permutation per block; a block longer than an epoch repeats it.
-        perm = torch.randperm(n, generator=g, device=device)
-        per_epoch = n // self.spec.recipe.batch_size
-        perm = perm.repeat(-(-steps // per_epoch))
-        views = kdata.random_views(n, g, device)
-        loss_sum, _ = train_epoch(self.model, self.opt, self.spec, self.padded, self.labels, perm, views,
-                                  steps, g, teacher=self.teacher, logit_cache=self.store,
-                                  precision=self.precision, memory_format=self.memory_format)
+        self.seed += 1  # a fresh permutation per block; a block longer than an epoch repeats it
+        loss_sum, _ = train_epoch(self.model, self.opt, self.spec,
+                                  self.data.epoch(self.seed, self.spec.recipe.batch_size, steps),
+                                  teacher=self.teacher, logit_cache=self.store, precision=self.precision)
         loss_sum.item()  # the end-of-epoch read: waits for the device
 
 
@@ -239,8 +230,7 @@ class Config:
 
 def make_configs(dataset: kdata.Dataset, device: torch.device, args) -> list[Config]:
     train = dataset.train
-    padded = kdata.pad(train.x.to(device))
-    labels = train.y.to(device)
+    data = {fmt: TrainSet(train, device, fmt) for fmt in (CHANNELS_LAST, torch.contiguous_format)}
     n_members = max(args.members)
     # Teachers: untrained networks cost the same as trained ones.
     naive_members = [build_model("batch", 100 + i).to(device).eval() for i in range(n_members)]
@@ -255,14 +245,11 @@ def make_configs(dataset: kdata.Dataset, device: torch.device, args) -> list[Con
             stores[m] = lcache.LogitCache(F.log_softmax(logits, dim=-1).to(lcache.STORAGE_DTYPE))
         return stores[m]
 
-    def sgd(model, lr):
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=1e-4)
-
     def naive(task, bs, m):
         def make():
             model = build_model("batch", 0).to(device)
-            return NaiveRun(naive_loader(train, bs, args.naive_workers), model, sgd(model, 0.05),
-                            naive_members[:m], device)
+            return NaiveRun(naive_loader(train, bs, args.naive_workers), model,
+                            make_optimizer(model, Recipe(epochs=1, batch_size=bs, lr=0.05)), naive_members[:m], device)
         return Config(task, "naive", bs, make)
 
     def kdlib_path(task, bs, m, path, *, cache=False, precision="fp32", nchw=False, compile=False):
@@ -276,10 +263,9 @@ def make_configs(dataset: kdata.Dataset, device: torch.device, args) -> list[Con
             if m and not cache:
                 teacher = Teacher(naive_members[:m] if nchw else cl_members[:m])
                 teacher = torch.compile(teacher) if compile else teacher
-            opt = sgd(model, 0.05)
+            opt = make_optimizer(model, recipe)
             model = torch.compile(model) if compile else model
-            return KdlibRun(model, opt, spec, padded, labels, teacher, random_store(m) if cache else None,
-                            precision, fmt)
+            return KdlibRun(model, opt, spec, data[fmt], teacher, random_store(m) if cache else None, precision)
         return Config(task, path, bs, make)
 
     bt, bs = args.batch_teacher, args.batch_student
@@ -315,7 +301,6 @@ class CacheBuild:
     _state: tuple | None = None
 
     def block(self) -> None:
-        from kdlib.train import autocast
         if self._state is None:
             padded = kdata.pad(self.dataset.train.x[:self.n_images].to(self.device))
             teacher = Teacher([build_model("batch", 100 + i).to(self.device, memory_format=CHANNELS_LAST).eval()

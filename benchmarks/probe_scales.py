@@ -35,7 +35,7 @@ from kdlib.claims import rise_over_last_fifth
 from kdlib.config import Recipe, StudentSpec, TeacherSpec
 from kdlib.data import kdlib_home
 from kdlib.scales import probe_rows_markdown
-from kdlib.train import get_run
+from kdlib.runs import get_run
 
 
 @dataclass(frozen=True)

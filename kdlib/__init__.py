@@ -3,8 +3,10 @@
 
 Modules follow the replication protocol (docs/protocol.md; code cites it as "protocol §n"): `data`
 (§1), `models` (§2), `losses` (§3), `config` and `scales` (§4, §7), `metrics` (§5), `claims` and
-`stats` (§8); `train`, `evaluate`, `logit_cache`, `cache` and `executor` run and keep runs;
-`experiments`, `reference`, `widgets`, `progress` and `report` serve the notebooks and the book.
+`stats` (§8). One run goes through `runs` (get_run, run_all: the plan), `identity` (its RunKey),
+`train` (the loop), `evaluate` (its final metrics) and `cache` (its files), with `device`,
+`logit_cache`, `files`, `checks` and, for Ray, `executor` beside them; `experiments`, `reference`,
+`widgets`, `progress` and `report` serve the notebooks and the book.
 """
 
 __version__ = "0.2.0"

@@ -1,57 +1,49 @@
-"""The run cache: one folder per run, named by a hash of everything that determines it.
+"""The run cache: one folder per run, named by its key's id (kdlib.identity.RunKey).
 
 A run folder holds
-    spec.json        the full configuration (spec, data key, code version) that was hashed
+    spec.json        the run's key as hashed into its id (spec, data key, code version, numerics)
     checkpoint.pt    the latest end-of-epoch training state, while the run is unfinished
     model.pt         final weights (a plain state_dict)
-    logits.pt        final logits (float32), for analyses that need no model: "test"; a teacher
-                     also stores "train" (clean) and "train_aug" (evaluate.augmented_views), which
-                     its students' final metrics reuse instead of running it again; a student
-                     stores its predicted labels there ("train_pred", "train_aug_pred"), which the
-                     claims' bootstrap over training images reads (kdlib.claims)
+    logits.pt        final outputs, for analyses that need no model: "test" logits (float32); a
+                     teacher also stores "train" (clean) and "train_aug" (evaluate.augmented_views)
+                     logits, which its students' final metrics reuse instead of running it again; a
+                     student stores its predicted labels there ("train_pred", "train_aug_pred"), which
+                     the claims' bootstrap over training images reads (kdlib.claims)
     result.json      history, final metrics, the sha256 of model.pt and logits.pt, and its own
                      checksum; written last, so its presence means the run is complete
 
-Every binary file is written as a sha256 header line followed by the payload, through a
-temporary file and an atomic rename: a crash never leaves a half-written file under the real
-name, and a file damaged later fails its checksum instead of being read as a good one.
+Every file is written atomically with a checksum (kdlib.files). `RunCache.load` checks a finished
+run as a whole before returning it: result.json parses and matches its own checksum, its key hashes
+to the folder's id, spec.json says the same, and model.pt and logits.pt pass their checksums and
+are the files result.json recorded. A run that fails any check raises `CorruptRunError` naming the
+run and the file; it is never used (kdlib.runs moves it aside with a warning and trains it again).
+A `Run` checks its files against result.json's sha256 again whenever it reads them.
 
-`RunCache.load` checks a finished run as a whole before returning it: result.json parses and
-matches its own checksum, its spec and data hash to the folder's run id, spec.json says the same,
-and model.pt and logits.pt pass their checksums and are the files result.json recorded. A run that
-fails any check raises `CorruptRunError` naming the run and the file; it is never used. What to do
-then is the caller's choice: `kdlib.executor.run_all` moves it aside (`RunCache.move_aside`) with a
-warning and trains it again.
+`RunCache.lock` is an exclusive lock per run (a file lock): safe across processes, across threads
+sharing one RunCache, and re-entrant within a thread.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
-import io
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import filelock
 import torch
 
-from kdlib.config import Spec, spec_from_dict, spec_to_dict
-
-# Bump when a change to kdlib changes what a run computes, so old results are not reused.
-CODE_VERSION = 2  # 2: students store their training-set predictions; K-class data
-_HEADER_LEN = 65  # 64 hex digits and a newline
-
+from kdlib.config import Spec
+from kdlib.files import (CorruptFileError, atomic_write_bytes, checked_payload, load_tensors,  # noqa: F401
+                         read_json, save_tensors, write_json)
+from kdlib.identity import CODE_VERSION, RunKey, canonical, run_id  # noqa: F401  (re-exported)
 
 # A finished run's files, in the order they are written: result.json last marks it complete.
 RUN_FILES = ("spec.json", "model.pt", "logits.pt", "result.json")
-
-
-class CorruptFileError(RuntimeError):
-    """A cached file failed its checksum or could not be parsed."""
+CHECKED = ("model.pt", "logits.pt")  # the binary files whose sha256 result.json records
 
 
 class CorruptRunError(CorruptFileError):
@@ -71,98 +63,15 @@ def runs_home() -> Path:
     return Path(home).expanduser() / "runs"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, fsync, then rename over it.
-
-    If anything fails the previous file under `path` is left untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
-
-
-def read_json(path: Path):
-    try:
-        return json.loads(Path(path).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CorruptFileError(f"{path} is not valid JSON: {e}") from e
-
-
-def save_tensors(path: Path, obj) -> str:
-    """torch.save `obj` (tensors, numbers, strings, lists, dicts) with a checksum header.
-
-    Returns the payload's sha256.
-    """
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    payload = buf.getvalue()
-    digest = hashlib.sha256(payload).hexdigest()
-    atomic_write_bytes(path, digest.encode() + b"\n" + payload)
-    return digest
-
-
-def checked_payload(raw: bytes, where) -> tuple[str, bytes]:
-    """(sha256, payload) of the bytes of a file written by `save_tensors`, checksum verified."""
-    header, payload = raw[:_HEADER_LEN - 1], raw[_HEADER_LEN:]
-    if len(raw) < _HEADER_LEN or raw[_HEADER_LEN - 1:_HEADER_LEN] != b"\n" \
-            or hashlib.sha256(payload).hexdigest().encode() != header:
-        raise CorruptFileError(f"{where} failed its checksum (truncated or damaged)")
-    return header.decode(), payload
-
-
-def load_tensors(path: Path, map_location="cpu"):
-    """Load a file written by `save_tensors`, verifying its checksum.
-
-    Uses `weights_only=True`: nothing but tensors and plain containers is unpickled.
-    """
-    _, payload = checked_payload(Path(path).read_bytes(), path)
-    return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
-
-
-def run_payload(spec: Spec, data_key: dict, variant: dict | None = None) -> dict:
-    """Everything a run's results depend on, as hashed into its id.
-
-    `variant` holds the non-default numerics of a run (kdlib.train.run_variant: bf16 precision,
-    cached 16-bit teacher logits). It is left out when empty, so default runs keep their ids.
-    """
-    payload = {"code_version": CODE_VERSION, "data": data_key, "spec": spec_to_dict(spec)}
-    if variant:
-        payload["variant"] = dict(variant)
-    return payload
-
-
-def _canonical(obj) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-
-
-def run_id(spec: Spec, data_key: dict, variant: dict | None = None) -> str:
-    return hashlib.sha256(_canonical(run_payload(spec, data_key, variant))).hexdigest()[:16]
-
-
 def _result_checksum(result: dict) -> str:
     """sha256 of result.json's content without its own "checksum" field (canonical JSON)."""
-    return hashlib.sha256(_canonical({k: v for k, v in result.items() if k != "checksum"})).hexdigest()
+    return hashlib.sha256(canonical({k: v for k, v in result.items() if k != "checksum"})).hexdigest()
 
 
 def verify_run(rid: str, files: dict[str, bytes]) -> dict:
     """Check a finished run's files (name -> bytes) as a whole; returns result.json's content.
 
-    Raises CorruptRunError naming the run and the first file that fails. A result.json written
-    before results carried a "checksum" gets every check but that one.
+    Raises CorruptRunError naming the run and the first file that fails.
     """
     for name in RUN_FILES:
         if name not in files:
@@ -171,15 +80,15 @@ def verify_run(rid: str, files: dict[str, bytes]) -> dict:
         result = json.loads(files["result.json"])
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CorruptRunError(rid, "result.json", f"is not valid JSON ({e})") from e
-    keys = {"id", "spec", "data", "history", "metrics", "info", "sha256"}
+    keys = {"id", "spec", "data", "history", "metrics", "info", "sha256", "checksum"}
     if not isinstance(result, dict) or not keys <= result.keys():
-        raise CorruptRunError(rid, "result.json", f"lacks some of the fields {sorted(keys)}")
-    if "checksum" in result and result["checksum"] != _result_checksum(result):
+        missing = sorted(keys - set(result)) if isinstance(result, dict) else sorted(keys)
+        raise CorruptRunError(rid, "result.json", f"lacks the field(s) {missing}")
+    if result["checksum"] != _result_checksum(result):
         raise CorruptRunError(rid, "result.json", "failed its checksum (edited or damaged)")
     try:
-        spec, variant = spec_from_dict(result["spec"]), result.get("variant") or {}
-        payload = run_payload(spec, result["data"], variant)
-        same_run = result["id"] == rid and run_id(spec, result["data"], variant) == rid
+        key = RunKey.from_record(result["spec"], result["data"], result.get("variant"))
+        same_run = result["id"] == rid == key.id
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise CorruptRunError(rid, "result.json", f"holds an invalid spec ({e})") from e
     if not same_run:
@@ -189,9 +98,9 @@ def verify_run(rid: str, files: dict[str, bytes]) -> dict:
         recorded = json.loads(files["spec.json"])
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CorruptRunError(rid, "spec.json", f"is not valid JSON ({e})") from e
-    if recorded != json.loads(_canonical(payload)):
+    if recorded != json.loads(canonical(key.payload())):
         raise CorruptRunError(rid, "spec.json", "does not match result.json's spec and data")
-    for name in ("model.pt", "logits.pt"):
+    for name in CHECKED:
         try:
             digest, _ = checked_payload(files[name], name)
         except CorruptFileError as e:
@@ -205,18 +114,43 @@ def verify_run(rid: str, files: dict[str, bytes]) -> dict:
 class Run:
     """A finished run, as read back from its folder."""
 
-    id: str
-    path: Path
-    spec: Spec
-    data_key: dict
+    key: RunKey           # what the run is
+    path: Path            # its folder
     history: list[dict]   # one entry per evaluated epoch (see kdlib.train)
     metrics: dict         # final evaluation (see kdlib.evaluate.final_metrics)
     info: dict            # wall time, device, precision, versions
-    variant: dict = field(default_factory=dict)  # non-default numerics, part of the id
-    _logits: dict | None = field(default=None, init=False, repr=False, compare=False)
+    sha256: dict          # file name -> the sha256 result.json recorded (checked at every read)
+    _outputs: dict | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def id(self) -> str:
+        return self.key.id
+
+    @property
+    def spec(self) -> Spec:
+        return self.key.spec
+
+    @property
+    def data_key(self) -> dict:
+        return self.key.data_key
+
+    @property
+    def variant(self) -> dict:
+        return self.key.variant
+
+    @property
+    def weights_sha256(self) -> str:
+        """The sha256 of the final weights: what the run's predictions are a function of."""
+        return self.sha256["model.pt"]
+
+    def _read(self, name: str, map_location="cpu"):
+        try:
+            return load_tensors(self.path / name, map_location, expected=self.sha256[name])
+        except CorruptFileError as e:
+            raise CorruptFileError(f"run {self.id}: {e}") from e
 
     def state_dict(self, map_location="cpu") -> dict:
-        return load_tensors(self.path / "model.pt", map_location)
+        return self._read("model.pt", map_location)
 
     def load_model(self, device="cpu"):
         from kdlib.models import build_model
@@ -229,26 +163,26 @@ class Run:
         """Final logits on the whole test set, (N_test, classes) float32."""
         return self.stored_logits("test")
 
-    def predictions(self, split: str) -> torch.Tensor:
-        """Predicted labels (N,) int64 on `split` ("test", "train" or "train_aug"): the argmax of the
-        stored logits, or the labels a student stored (`evaluate.final_metrics`)."""
-        logits = self.stored_logits(split)
-        if logits is not None:
-            return logits.argmax(1)
-        labels = self._logits.get(f"{split}_pred")
-        if labels is None:
-            raise KeyError(f"run {self.id} stored no predictions on {split!r}; it has {sorted(self._logits)}")
-        return labels.long()
-
     def stored_logits(self, split: str) -> torch.Tensor | None:
         """Final logits on `split` ("test", "train" or "train_aug"), or None if the run did not store them.
 
         logits.pt is read and checked once per Run object (a teacher's holds its train-set logits
         too: 44 MB at the paper scale); treat the returned tensors as read-only.
         """
-        if self._logits is None:
-            self._logits = load_tensors(self.path / "logits.pt")
-        return self._logits.get(split)
+        if self._outputs is None:
+            self._outputs = self._read("logits.pt")
+        return self._outputs.get(split)
+
+    def predictions(self, split: str) -> torch.Tensor:
+        """Predicted labels (N,) int64 on `split` ("test", "train" or "train_aug"): the argmax of the
+        stored logits, or the labels a student stored (`evaluate.final_metrics`)."""
+        logits = self.stored_logits(split)
+        if logits is not None:
+            return logits.argmax(1)
+        labels = self._outputs.get(f"{split}_pred")
+        if labels is None:
+            raise KeyError(f"run {self.id} stored no predictions on {split!r}; it has {sorted(self._outputs)}")
+        return labels.long()
 
 
 class RunCache:
@@ -256,7 +190,7 @@ class RunCache:
 
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root).expanduser() if root is not None else runs_home()
-        self._held: dict[str, int] = {}  # run id -> depth of the locks this object holds
+        self._locks: dict[str, filelock.FileLock] = {}  # run id -> its lock, shared by this object's threads
 
     def folder(self, rid: str) -> Path:
         return self.root / rid
@@ -270,9 +204,9 @@ class RunCache:
         if not (folder / "result.json").exists():
             return None
         result = verify_run(rid, self._read_files(rid))
-        return Run(id=rid, path=folder, spec=spec_from_dict(result["spec"]), data_key=result["data"],
+        return Run(key=RunKey.from_record(result["spec"], result["data"], result.get("variant")), path=folder,
                    history=result["history"], metrics=result["metrics"], info=result["info"],
-                   variant=result.get("variant", {}))
+                   sha256=result["sha256"])
 
     def _read_files(self, rid: str) -> dict[str, bytes]:
         folder = self.folder(rid)
@@ -310,47 +244,39 @@ class RunCache:
 
     @contextlib.contextmanager
     def lock(self, rid: str, blocking: bool = True):
-        """Hold an exclusive lock on run `rid` across processes.
+        """Hold an exclusive lock on run `rid`: against other processes, other RunCache objects and
+        other threads of this one; re-entrant within a thread.
 
-        Blocks until the lock is free, or with blocking=False raises BlockingIOError if another
-        process (or another RunCache object) holds it. Re-entrant within one RunCache object: the
-        Ray executor holds a run's lock while the run trains and while it imports the result.
+        Blocks until the lock is free, or with blocking=False raises BlockingIOError when it is held.
         """
-        if rid in self._held:
-            self._held[rid] += 1
-            try:
-                yield
-            finally:
-                self._held[rid] -= 1
-            return
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / f".{rid}.lock", "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-            self._held[rid] = 1
-            try:
-                yield
-            finally:
-                del self._held[rid]
-                fcntl.flock(f, fcntl.LOCK_UN)
+        lock = self._locks.setdefault(rid, filelock.FileLock(self.root / f".{rid}.lock", thread_local=True))
+        try:
+            lock.acquire(timeout=-1 if blocking else 0)
+        except filelock.Timeout:
+            raise BlockingIOError(f"run {rid} is locked (being trained by another process or thread)") from None
+        try:
+            yield
+        finally:
+            lock.release()
 
-    def write_result(self, rid: str, spec: Spec, data_key: dict, state_dict: dict,
-                     test_logits: torch.Tensor, history: list[dict], metrics: dict, info: dict,
-                     variant: dict | None = None, extra_logits: dict[str, torch.Tensor] | None = None) -> Run:
-        """Writes a finished run; `extra_logits` (split -> logits, or "<split>_pred" -> predicted
-        labels) are stored beside the test logits."""
-        folder = self.folder(rid)
-        write_json(folder / "spec.json", run_payload(spec, data_key, variant))
-        logits = {"test": test_logits, **(extra_logits or {})}
-        files = {
+    def write_result(self, key: RunKey, state_dict: dict, outputs: dict[str, torch.Tensor], history: list[dict],
+                     metrics: dict, info: dict) -> Run:
+        """Writes a finished run. `outputs`: split -> logits (stored as float32; "test" required), or
+        "<split>_pred" -> predicted labels (integer dtype kept)."""
+        if "test" not in outputs:
+            raise ValueError("outputs must hold the test logits ('test')")
+        folder = self.folder(key.id)
+        write_json(folder / "spec.json", key.payload())
+        sha256 = {
             "model.pt": save_tensors(folder / "model.pt", {k: v.detach().cpu() for k, v in state_dict.items()}),
-            # logits as float32; predicted labels ("<split>_pred") keep their integer dtype
             "logits.pt": save_tensors(folder / "logits.pt", {
-                k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu() for k, v in logits.items()}),
+                k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu() for k, v in outputs.items()}),
         }
-        result = {"id": rid, "spec": spec_to_dict(spec), "data": data_key, "variant": dict(variant or {}),
-                  "history": history, "metrics": metrics, "info": info, "sha256": files}
+        result = {"id": key.id, "spec": key.payload()["spec"], "data": key.data_key, "variant": key.variant,
+                  "history": history, "metrics": metrics, "info": info, "sha256": sha256}
         # over the content as it reads back (JSON turns tuples into lists)
         result["checksum"] = _result_checksum(json.loads(json.dumps(result)))
         write_json(folder / "result.json", result)
         (folder / "checkpoint.pt").unlink(missing_ok=True)
-        return self.load(rid)
+        return self.load(key.id)

@@ -537,7 +537,7 @@ def summary_table(verdicts: Sequence[Verdict]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from kdlib import experiments as ex
-    from kdlib.executor import MissingRunsError
+    from kdlib.runs import MissingRunsError
     from kdlib.scales import SCALES
 
     parser = argparse.ArgumentParser(prog="python -m kdlib.claims",

@@ -1,8 +1,9 @@
 """What identifies a run: training recipes and teacher/student specifications (protocol §3-4).
 
 Specs are frozen dataclasses that validate themselves on construction, so a bad parameter
-fails at the boundary with a message naming it. A spec plus the data it runs on is the cache
-key (see `kdlib.cache.run_id`); the device is not part of it.
+fails at the boundary with a message naming it, and hold their numbers as floats, so equal specs
+are equal values. A spec, the data it runs on and its numerics make the run's key
+(`kdlib.identity.RunKey`); the device is not part of it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Union
 
-from kdlib.losses import check_tau, check_unit_interval
+from kdlib.checks import check_bool, check_choice, check_int, check_number, check_tau, check_unit_interval
 from kdlib.models import NORMS
 
 OPTIMIZERS = ("sgd", "adam")
@@ -29,20 +30,10 @@ def stable_seed(*parts) -> int:
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little") >> 1
 
 
-def _check_int(name: str, value, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-
-
-def _check_number(name: str, value, minimum: float, strict: bool) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or (value <= minimum if strict else value < minimum):
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {minimum}, got {value!r}")
-
-
-def _check_choice(name: str, value, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+def _set(obj, **values) -> None:
+    """Set fields of a frozen dataclass during its own __post_init__ (canonical values)."""
+    for name, value in values.items():
+        object.__setattr__(obj, name, value)
 
 
 @dataclass(frozen=True)
@@ -61,16 +52,20 @@ class Recipe:
     eval_every: int = 1      # history entry every this many epochs (and always at the last)
 
     def __post_init__(self):
-        _check_int("epochs", self.epochs, 1)
-        _check_int("batch_size", self.batch_size, 2)
-        _check_number("lr", self.lr, 0.0, strict=True)
-        _check_number("lr_min", self.lr_min, 0.0, strict=False)
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_number("momentum", self.momentum, 0.0, strict=False)
-        _check_number("weight_decay", self.weight_decay, 0.0, strict=False)
-        _check_int("eval_every", self.eval_every, 1)
-        if not isinstance(self.mixup, bool) or not isinstance(self.nesterov, bool):
-            raise ValueError("mixup and nesterov must be True or False")
+        check_int("epochs", self.epochs, 1)
+        check_int("batch_size", self.batch_size, 2)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_int("eval_every", self.eval_every, 1)
+        check_bool("mixup", self.mixup)
+        check_bool("nesterov", self.nesterov)
+        # numbers as floats, so that Recipe(lr=1) and Recipe(lr=1.0) are one recipe and one run id
+        _set(self, lr=check_number("lr", self.lr, 0.0, low_open=True),
+             lr_min=check_number("lr_min", self.lr_min, 0.0),
+             momentum=check_number("momentum", self.momentum, 0.0),
+             weight_decay=check_number("weight_decay", self.weight_decay, 0.0))
+        if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0 (torch's SGD refuses it); got momentum=0: "
+                             "set nesterov=False or a momentum")
 
     def lr_at(self, epoch: int, lr: float | None = None) -> float:
         """Cosine annealing from `lr` (default self.lr) to lr_min, one step per epoch."""
@@ -88,8 +83,10 @@ class TeacherSpec:
     norm: str = "batch"  # "batch" (BatchNorm) or "layer" (GroupNorm(1, C)), protocol §2
 
     def __post_init__(self):
-        _check_int("seed", self.seed, 0)
-        _check_choice("norm", self.norm, NORMS)
+        check_int("seed", self.seed, 0)
+        check_choice("norm", self.norm, NORMS)
+        if not isinstance(self.recipe, Recipe):
+            raise ValueError(f"recipe must be a Recipe, got {type(self.recipe).__name__}")
 
     @property
     def kind(self) -> str:
@@ -118,13 +115,15 @@ class StudentSpec:
         norms = {t.norm for t in teachers}
         if len(norms) > 1:
             raise ValueError(f"teachers must share one architecture; got norms {sorted(norms)}")
-        _check_int("seed", self.seed, 0)
-        _check_choice("norm", self.norm, NORMS)
-        check_tau(self.tau)
-        check_unit_interval("alpha", self.alpha)
-        _check_choice("init", self.init, INITS)
-        check_unit_interval("lam", self.lam)
-        _check_number("lr_floor", self.lr_floor, 0.0, strict=True)
+        if not isinstance(self.recipe, Recipe):
+            raise ValueError(f"recipe must be a Recipe, got {type(self.recipe).__name__}")
+        check_int("seed", self.seed, 0)
+        check_choice("norm", self.norm, NORMS)
+        check_choice("init", self.init, INITS)
+        # numbers as floats: StudentSpec(tau=4) and StudentSpec(tau=4.0) are one spec and one run id
+        _set(self, tau=check_tau(self.tau), alpha=check_unit_interval("alpha", self.alpha),
+             lam=check_unit_interval("lam", self.lam),
+             lr_floor=check_number("lr_floor", self.lr_floor, 0.0, low_open=True))
         if self.init != "random":
             if len(teachers) != 1:
                 raise ValueError(f"init={self.init!r} needs exactly one teacher, got {len(teachers)}")

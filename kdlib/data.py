@@ -4,8 +4,9 @@ Two sources give the same `Dataset`:
 - "torchvision": the official CIFAR-100 pickles, downloaded by torchvision (the users' default);
 - a local copy in class folders, as a directory tree or a .tar.gz (shared/data/README.md):
   ``[top/]train/<fine_label>/<file>.jpg`` and ``[top/]test/<fine_label>/<file>.jpg``.
-A local copy is decoded once (PIL) and its arrays are cached under
-``kdlib_home()/"data"/<sha256 of the source>/``; later loads only hash the source and read the arrays.
+A local copy is decoded once (PIL, JPEG and PNG decoders only; its size bounded) and its arrays are
+cached under ``kdlib_home()/"data"/<sha256 of the source>/``; later loads only hash the source and
+read the arrays. A damaged cache is named in a warning, decoded again and rewritten.
 
 Augmentation works on whole batches of uint8 tensors on any device: every training view is one of
 the 9 x 9 crop offsets x 2 flips of the zero-padded image, so a view is an integer in [0, 162).
@@ -17,13 +18,16 @@ import hashlib
 import io
 import os
 import tarfile
-import tempfile
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
 
+from kdlib.checks import check_int
+from kdlib.files import atomic_write_bytes
 from kdlib.progress import Progress
 
 NUM_CLASSES = 100
@@ -50,14 +54,6 @@ def default_source() -> str:
     return os.environ.get("KDLIB_DATA") or "torchvision"
 
 
-def _check_count(name: str, value: object, minimum: int, allow_none: bool) -> None:
-    ok = (value is None and allow_none) or (
-        isinstance(value, int) and not isinstance(value, bool) and value >= minimum)
-    if not ok:
-        allowed = f"an int >= {minimum}" + (" or None" if allow_none else "")
-        raise ValueError(f"DataSpec.{name} must be {allowed}, got {value!r}")
-
-
 @dataclass(frozen=True)
 class DataSpec:
     """Which images a run uses. The loaded `Dataset.cache_key()`, not this object, identifies them."""
@@ -80,13 +76,10 @@ class DataSpec:
             object.__setattr__(self, "source", os.fspath(self.source))
         if not isinstance(self.source, str) or not self.source:
             raise ValueError(f"DataSpec.source must be {_ALLOWED_SOURCES}, got {self.source!r}")
-        _check_count("train_per_class", self.train_per_class, 1, allow_none=True)
-        _check_count("test_per_class", self.test_per_class, 1, allow_none=True)
-        _check_count("subset_seed", self.subset_seed, 0, allow_none=False)
-        _check_count("num_classes", self.num_classes, 2, allow_none=True)
-        if self.num_classes is not None and self.num_classes > NUM_CLASSES:
-            raise ValueError(f"DataSpec.num_classes must be an int in 2..{NUM_CLASSES} or None (all), "
-                             f"got {self.num_classes!r}")
+        check_int("DataSpec.train_per_class", self.train_per_class, 1, allow_none=True)
+        check_int("DataSpec.test_per_class", self.test_per_class, 1, allow_none=True)
+        check_int("DataSpec.subset_seed", self.subset_seed, 0)
+        check_int("DataSpec.num_classes", self.num_classes, 2, NUM_CLASSES, allow_none=True)
 
 
 @dataclass(frozen=True, eq=False)
@@ -198,25 +191,37 @@ def _load_local(source: str):
 
     cache = kdlib_home() / "data" / fingerprint / _CACHE_FILE
     if cache.exists():
-        with np.load(cache, allow_pickle=False) as z:
-            arrays = [z["train_x"], z["train_y"], z["test_x"], z["test_y"]]
-            return arrays, [str(c) for c in z["classes"]], fingerprint
+        cached = _read_decoded(cache)
+        if cached is not None:
+            return (*cached, fingerprint)
 
     if files is None:
         files = _read_archive(archive_bytes, source)
     arrays, classes = _decode(files, source)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    # Atomic: a reader sees either no cache file or a complete one, even if we are killed mid-write.
-    fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, train_x=arrays[0], train_y=arrays[1], test_x=arrays[2], test_y=arrays[3],
-                     classes=np.array(classes))
-        os.replace(tmp, cache)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    buffer = io.BytesIO()
+    np.savez(buffer, train_x=arrays[0], train_y=arrays[1], test_x=arrays[2], test_y=arrays[3],
+             classes=np.array(classes))
+    # atomic: a reader sees either no cache file or a complete one, even if we are killed mid-write
+    atomic_write_bytes(cache, buffer.getvalue())
     return arrays, classes, fingerprint
+
+
+def _read_decoded(path: Path):
+    """([train_x, train_y, test_x, test_y], classes) from a decoded-data cache, or None (with a warning
+    naming the file) when it is damaged: the caller decodes the source again and rewrites it."""
+    try:
+        with np.load(path, allow_pickle=False) as z:  # reading each member checks its zip CRC
+            arrays = [z["train_x"], z["train_y"], z["test_x"], z["test_y"]]
+            classes = [str(c) for c in z["classes"]]
+        ok = (arrays[0].dtype == np.uint8 and arrays[0].ndim == 4 and len(arrays[0]) == len(arrays[1])
+              and arrays[2].dtype == np.uint8 and len(arrays[2]) == len(arrays[3]) and classes)
+        if not ok:
+            raise ValueError("its arrays do not have the shapes and types decoding writes")
+        return arrays, classes
+    except (zipfile.BadZipFile, ValueError, OSError, KeyError, EOFError) as e:
+        warnings.warn(f"the decoded-data cache {path} is damaged ({type(e).__name__}: {e}); decoding the source "
+                      "again and rewriting it")
+        return None
 
 
 # Bounds on what a local copy may hold, so a damaged or hostile archive fails with a clear error

@@ -1,12 +1,15 @@
-"""Whole-set predictions and the metrics recorded for each run (protocol §5)."""
+"""Whole-set predictions and each run's final evaluation (protocol §5), in fp32 and eval mode."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from kdlib import data as kdata
 from kdlib import metrics
+from kdlib.losses import Teacher, ensemble_logits
 
 # Images per forward pass in evaluation. On CPU small batches are fastest (activations stay in
 # cache: 900 img/s at 128-200 vs 400 at 1000, one thread); the GPU wants large ones. Outputs do
@@ -86,3 +89,64 @@ def augmented_views(n: int) -> torch.Tensor:
     """One fixed random view per training image, the same for every run."""
     g = torch.Generator().manual_seed(AUGMENTED_EVAL_SEED)
     return kdata.random_views(n, g, torch.device("cpu"))
+
+
+# ---------------------------------------------------------------------------------------------
+# A run's final evaluation
+
+def teacher_logits(teacher: Teacher, teacher_runs: Sequence, split: str, x: torch.Tensor,
+                   device: torch.device, views: torch.Tensor | None = None) -> torch.Tensor:
+    """The teacher's fp32 logits on `split` (images x, with `views` for "train_aug"): the ensemble
+    of what its member runs stored (`final_metrics`) when every member has them, else computed."""
+    stored = [r.stored_logits(split) for r in teacher_runs]
+    if stored and all(s is not None and len(s) == len(x) for s in stored):
+        return ensemble_logits(torch.stack(stored).to(device))
+    return predict(teacher, x, device, views=views)
+
+
+def final_metrics(model: nn.Module, teacher: Teacher | None, dataset: kdata.Dataset,
+                  device: torch.device, history: list[dict], teacher_test: torch.Tensor | None = None,
+                  teacher_runs: Sequence = ()) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The run's final evaluation (protocol §5); all models in eval mode.
+
+    Keys: test_/train_ acc, nll, ece (train = the clean training set); train_loss (last epoch);
+    for students also teacher_test_acc/nll/ece, test_agreement/kl, train_agreement/kl (clean
+    training set), train_aug_agreement/kl (one fixed random crop+flip per training image, the
+    paper's Fig. 5), and with a single teacher `cka`: linear CKA at the three stages on the
+    fixed test subset `evaluate.cka_indices`. `teacher_test`: the teacher's test logits when the
+    caller has them already (they are not recomputed). Always in fp32, whatever the training precision.
+
+    Returns (metrics, logits by split): "test" for every run; a teacher also returns "train" and
+    "train_aug", stored with it so that its students' final metrics read them (`teacher_runs`)
+    instead of running every teacher over the training set again; the ensemble of stored member
+    logits is the Teacher's own output, ensemble_logits. A student returns its predicted labels
+    on those splits instead ("train_pred", "train_aug_pred"; `Run.predictions`).
+    """
+    train_x, train_y = dataset.train.x, dataset.train.y.to(device)
+    test_x, test_y = dataset.test.x, dataset.test.y.to(device)
+    views = augmented_views(len(train_x))
+    test_logits = predict(model, test_x, device)
+    train_logits = predict(model, train_x, device)
+    aug_logits = predict(model, train_x, device, views=views)
+    out = {**classification_metrics(test_logits, test_y, "test"),
+           **classification_metrics(train_logits, train_y, "train"),
+           "train_loss": history[-1]["train_loss"]}
+    if teacher is None:
+        return out, {"test": test_logits, "train": train_logits, "train_aug": aug_logits}
+
+    def teacher_on(split: str, x: torch.Tensor, views: torch.Tensor | None) -> torch.Tensor:
+        return teacher_logits(teacher, teacher_runs, split, x, device, views)
+
+    if teacher_test is None:
+        teacher_test = teacher_on("test", test_x, None)
+    out.update(classification_metrics(teacher_test, test_y, "teacher_test"))
+    out.update(fidelity_metrics(teacher_test, test_logits, "test"))
+    out.update(fidelity_metrics(teacher_on("train", train_x, None), train_logits, "train"))
+    out.update(fidelity_metrics(teacher_on("train_aug", train_x, views), aug_logits, "train_aug"))
+    if len(teacher.members) == 1:
+        subset = test_x[cka_indices(len(test_x))]
+        out["cka"] = cka_by_stage(teacher.members[0], model, subset, device)
+        out["cka_examples"] = len(subset)
+    # predicted labels on the training set (not the logits: 40 MB a student at the paper scale)
+    return out, {"test": test_logits, "train_pred": train_logits.argmax(1).short(),
+                 "train_aug_pred": aug_logits.argmax(1).short()}

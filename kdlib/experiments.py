@@ -1,8 +1,9 @@
 """Run plans and result tables for the experiments E0-E7 (protocol §6).
 
 Each `e*_specs` function says which runs an experiment needs at a scale; identical specs in two
-experiments are one cached run (the self-distilled student of teacher 0 serves E1, E2, E4 and
-E6's baseline, say). Notebooks call these, `executor.run_all`, and the table helpers below.
+experiments are one cached run (the self-distilled students of teacher 0 serve E1, E2 at m = 1 and
+E4, say). Notebooks call these through `Experiment.run` (kdlib.runs.run_all) and the table helpers
+below.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from kdlib import metrics
+from kdlib.checks import check_number, check_str  # noqa: F401  (check_number: the notebooks' parameters)
 from kdlib.cache import Run
 from kdlib.config import StudentSpec, TeacherSpec
 from kdlib.losses import ensemble_logits
@@ -187,7 +189,8 @@ def untrained_cka(teacher: Run, dataset, device="cpu") -> list[float]:
     """E4's floor: CKA between the trained teacher and an untrained network of the same
     architecture, on the same fixed test subset as the runs' `cka` metric."""
     from kdlib import evaluate as ev
-    from kdlib.train import initial_model, resolve_device
+    from kdlib.device import resolve_device
+    from kdlib.train import initial_model
 
     dev = resolve_device(device)
     untrained = initial_model(StudentSpec(recipe=teacher.spec.recipe, teachers=(teacher.spec,), seed=0,
@@ -207,7 +210,7 @@ class Experiment:
     dataset: object  # kdlib.data.Dataset
     device: str
     executor: str
-    train: bool = True  # False: cached runs only (a missing run raises kdlib.executor.MissingRunsError)
+    train: bool = True  # False: cached runs only (a missing run raises kdlib.runs.MissingRunsError)
 
     def run(self, specs):
         """Runs for a plan: a list (or dict, or dict of lists) of specs, from the cache or trained now.
@@ -215,7 +218,7 @@ class Experiment:
         Every spec of the plan goes to one `run_all` call, so teachers train first and runs that
         appear twice are one run; the result has the plan's shape.
         """
-        from kdlib.executor import cached_runs, run_all
+        from kdlib.runs import cached_runs, run_all
 
         flat = list(dict.fromkeys(flatten(specs)))
         if self.train:
@@ -242,13 +245,12 @@ def open_experiment(scale: str = "reduced", data: str = "", device: str = "auto"
     Each bad parameter raises a ValueError (or FileNotFoundError) that names it.
     """
     from kdlib import data as kdata
-    from kdlib.executor import check_executor
+    from kdlib.runs import check_executor
     from kdlib.scales import get_scale
-    from kdlib.train import resolve_device
+    from kdlib.device import resolve_device
 
     for name, value in (("scale", scale), ("data", data), ("device", device), ("executor", executor)):
-        if not isinstance(value, str):
-            raise ValueError(f"{name} must be a string, got {type(value).__name__} {value!r}")
+        check_str(name, value)
     check_executor(executor)
     if train:
         resolve_device(device)  # without training, "cuda" only names the device the runs were made on
@@ -263,12 +265,3 @@ def open_experiment(scale: str = "reduced", data: str = "", device: str = "auto"
                                 "class-folder tree or .tar.gz of one")
     dataset = kdata.load(sc.data_spec(source))
     return Experiment(scale=sc, dataset=dataset, device=device, executor=executor, train=train)
-
-
-def check_number(name: str, value, low: float, high: float, low_open: bool = False) -> float:
-    """A notebook parameter that must be a number in [low, high] (or (low, high])."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value > high or value < low or (low_open and value == low):
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
-    return float(value)

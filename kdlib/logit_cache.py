@@ -26,8 +26,8 @@ epochs (`BREAK_EVEN_EPOCHS`), and `use_logit_cache("auto", ...)` uses the cache 
 300-epoch students and not for short runs; "shared" uses it whenever it is exact, for sweeps whose
 students of the same teachers together train that long (the reduced scale's). The cache is stored, checksummed, under
 `<runs>/logit-cache/<key>.pt` ($KDLIB_LOGIT_CACHE overrides the folder, e.g. one that workers
-training in private run caches share), keyed by the teachers' run ids, so every later student of
-the same teachers gets it for the price of a load (E1, E3, E4 and E6 all distil teacher 0; E2's
+training in private run caches share), keyed by the sha256 of the teachers' weights, so every
+later student of the same teachers gets it for the price of a load (E1, E3, E4 and E6 all distil teacher 0; E2's
 m = 5 and E5 share the five-teacher ensemble).
 
 Memory. N x 162 x C x 2 bytes on the training device (`cache_bytes`): 1.62 GB for the 50,000
@@ -38,23 +38,23 @@ Writing it to disk briefly needs about three more copies in host memory (kdlib.c
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import time
 import warnings
 from collections.abc import Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+import filelock
 import torch
 from torch import nn
 import torch.nn.functional as F
 
 from kdlib import data as kdata
-from kdlib.cache import CorruptFileError, RunCache, load_tensors, save_tensors
+from kdlib.files import CorruptFileError, load_tensors, save_tensors
 
 MODES = ("auto", "shared", "on", "off")
 STORAGE_DTYPE = torch.float16
@@ -64,7 +64,7 @@ FLOAT16_EPS = 2.0 ** -11
 # the cache pays for itself from this many student epochs on (one student, nothing shared).
 BREAK_EVEN_EPOCHS = kdata.NUM_VIEWS
 # Bump when what the cache holds changes, so stored caches are rebuilt.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: keyed by the teachers' weights
 # Views per teacher forward while building. On CPU small batches are fastest (they stay in cache:
 # 944 img/s at 162 vs 402 at 1024, one thread); the GPU wants large ones.
 BUILD_BATCH = {"cuda": 8192, "cpu": kdata.NUM_VIEWS}
@@ -86,7 +86,7 @@ def use_logit_cache(mode: str, epochs: int, mixup: bool) -> bool:
     set train, together, for at least BREAK_EVEN_EPOCHS epochs, so that one stored cache pays
     across them (a scale says so: kdlib.scales.Scale.logit_cache).
     The rule depends only on the run's configuration and the mode, never on whether a cache happens
-    to be stored already, so it decides a run's id deterministically (kdlib.train.run_variant).
+    to be stored already, so it decides a run's key deterministically (kdlib.identity.RunKey).
     """
     check_mode(mode)
     if mode == "off":
@@ -155,45 +155,35 @@ def build(teacher: nn.Module, padded: torch.Tensor, batch_size: int | None = Non
     return LogitCache(out)
 
 
-def cache_key(teacher_run_ids: Sequence[str], precision: str) -> str:
-    """Identifies a stored cache: the teachers' runs (which include their data) and the precision."""
-    payload = {"format": FORMAT_VERSION, "teachers": list(teacher_run_ids), "precision": precision,
+def cache_key(teacher_weights: Sequence[str], precision: str) -> str:
+    """Identifies a stored cache: the sha256 of each teacher's weights (what its logits are a function
+    of: a teacher retrained to other weights under the same run id gets a new cache) and the precision."""
+    payload = {"format": FORMAT_VERSION, "teacher_weights": list(teacher_weights), "precision": precision,
                "views": f"pad{kdata.PAD}-crop{kdata.SIZE}-flip", "dtype": str(STORAGE_DTYPE)}
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-@contextmanager
-def _locked(path: Path):
-    """An exclusive lock across processes on `path` (beside the cache, so all its users share it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def cache_folder(runs: RunCache) -> Path:
+def cache_folder(runs_root: Path) -> Path:
     """Where stored caches live: $KDLIB_LOGIT_CACHE, else <runs root>/logit-cache."""
     return Path(os.environ["KDLIB_LOGIT_CACHE"]).expanduser() if os.environ.get("KDLIB_LOGIT_CACHE") \
-        else runs.root / "logit-cache"
+        else Path(runs_root) / "logit-cache"
 
 
-def load_or_build(teacher: nn.Module, teacher_run_ids: Sequence[str], padded: torch.Tensor,
-                  runs: RunCache, precision: str, context=None) -> tuple[LogitCache, dict]:
-    """The stored cache for these teachers and precision, else built now and stored.
+def load_or_build(teacher: nn.Module, teacher_weights: Sequence[str], padded: torch.Tensor, folder: Path,
+                  precision: str, context=None) -> tuple[LogitCache, dict]:
+    """The stored cache for these teachers' weights and precision in `folder`, else built now and stored.
 
     Returns (cache, info) with info = {"key", "source": "loaded" | "built", "seconds", "bytes"}.
-    A lock per key makes a second process wait for the first one's cache. A damaged or
-    mismatched file is rebuilt with a warning.
+    A file lock per key makes a second process (or thread) wait for the first one's cache. A damaged
+    or mismatched file is rebuilt with a warning; when the built cache cannot be stored (a full disk,
+    say) training goes on with it in memory, with a warning.
     """
-    key = cache_key(teacher_run_ids, precision)
-    folder = cache_folder(runs)
-    path = folder / f"{key}.pt"
+    key = cache_key(teacher_weights, precision)
+    path = Path(folder) / f"{key}.pt"
     t0 = time.perf_counter()
-    with _locked(folder / f".{key}.lock"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with filelock.FileLock(path.parent / f".{key}.lock"):
         if path.exists():
             try:
                 logits = load_tensors(path, map_location=padded.device)["logits"]
@@ -206,8 +196,12 @@ def load_or_build(teacher: nn.Module, teacher_run_ids: Sequence[str], padded: to
             except (CorruptFileError, KeyError) as e:
                 warnings.warn(f"logit cache {key}: rebuilding a damaged stored cache ({e})")
         cache = build(teacher, padded, context=context)
-        save_tensors(path, {"logits": cache.logits.cpu(), "teachers": list(teacher_run_ids),
-                            "precision": precision, "format": FORMAT_VERSION})
+        try:
+            save_tensors(path, {"logits": cache.logits.cpu(), "teacher_weights": list(teacher_weights),
+                                "precision": precision, "format": FORMAT_VERSION})
+        except OSError as e:  # the cache is exact in memory: a failed save only costs a later rebuild
+            warnings.warn(f"logit cache {key}: could not store it in {path.parent} ({e}); training goes on "
+                          "with the cache in memory, and a later student rebuilds it")
     return cache, {"key": key, "source": "built", "seconds": round(time.perf_counter() - t0, 2),
                    "bytes": cache.nbytes}
 

@@ -1,4 +1,4 @@
-"""Distillation objective and ensemble teachers (protocol §3)."""
+"""The training objective (labels for teachers, distillation for students) and ensemble teachers (protocol §3)."""
 
 from __future__ import annotations
 
@@ -8,30 +8,30 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from kdlib.checks import check_tau, check_unit_interval
 from kdlib.models import architecture
 
 
-def check_tau(tau: float) -> float:
-    if not isinstance(tau, (int, float)) or isinstance(tau, bool) or not tau > 0 or tau == float("inf"):
-        raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
-    return float(tau)
+def label_loss(logits: torch.Tensor, labels: torch.Tensor, mix: tuple | None = None) -> torch.Tensor:
+    """Cross-entropy with the labels, in fp32; under MixUp (`mix` = (partner index, weight lam)) the
+    mixed image's loss is lam * CE(label) + (1 - lam) * CE(partner's label) (protocol §3)."""
+    logits = logits.float()
+    if mix is None:
+        return F.cross_entropy(logits, labels)
+    pair, lam = mix
+    return lam * F.cross_entropy(logits, labels) + (1 - lam) * F.cross_entropy(logits, labels[pair])
 
 
-def check_unit_interval(name: str, value: float) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-    return float(value)
-
-
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-            labels: torch.Tensor | None, tau: float = 4.0, alpha: float = 0.0) -> torch.Tensor:
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None,
+            tau: float = 4.0, alpha: float = 0.0, mix: tuple | None = None) -> torch.Tensor:
     """Hinton et al.'s objective (protocol §3, the study's Eq. 1-2):
 
         alpha * CE(z_s, y) + (1 - alpha) * tau^2 * mean_b( -sum_j softmax(z_t/tau)_j log_softmax(z_s/tau)_j )
 
     The tau^2 factor keeps the soft term's gradient magnitude independent of tau. The soft
     term is the cross-entropy, so its gradient equals that of KL(p_t || p_s); teacher logits
-    are treated as constants. `labels` may be None when alpha == 0.
+    are treated as constants (under MixUp they are the teacher's prediction on the mixed image, and
+    the label term follows `label_loss`). `labels` may be None when alpha == 0.
     """
     tau = check_tau(tau)
     alpha = check_unit_interval("alpha", alpha)
@@ -45,7 +45,19 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
         return soft
     if labels is None:
         raise ValueError("labels are required when alpha > 0")
-    return alpha * F.cross_entropy(student_logits.float(), labels) + (1 - alpha) * soft
+    return alpha * label_loss(student_logits, labels, mix) + (1 - alpha) * soft
+
+
+def objective(spec, logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None = None,
+              mix: tuple | None = None) -> torch.Tensor:
+    """The loss a run trains on (protocol §3): the labels' cross-entropy for a teacher; for a student
+    (one with `tau`), `kd_loss` with its temperature and alpha, against `teacher_logits` on exactly
+    the images it sees. The one function training calls."""
+    if not hasattr(spec, "tau"):
+        return label_loss(logits, labels, mix)
+    if teacher_logits is None:
+        raise ValueError("a student's objective needs the teacher's logits on the same images")
+    return kd_loss(logits, teacher_logits, labels, tau=spec.tau, alpha=spec.alpha, mix=mix)
 
 
 def ensemble_logits(logits: torch.Tensor) -> torch.Tensor:

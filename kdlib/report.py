@@ -55,7 +55,7 @@ from traitlets import default
 from kdlib import data as kdata
 from kdlib import progress as kprogress
 from kdlib import scales
-from kdlib.cache import write_json
+from kdlib.files import write_json
 
 # Every notebook, in execution order: later notebooks reuse earlier ones' cached runs.
 NOTEBOOKS = ("setup", "e0_teachers", "e1_self_distillation", "e2_ensembles", "e3_initialisation",
@@ -384,7 +384,7 @@ def _device(value: str) -> str:
 
 
 def _executor(value: str) -> str:
-    from kdlib.executor import check_executor  # names the allowed values, and says when Ray is missing
+    from kdlib.runs import check_executor  # names the allowed values, and says when Ray is missing
 
     try:
         return check_executor(value)

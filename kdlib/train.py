@@ -1,175 +1,129 @@
-"""Training teachers and distilling students, with the run cache in front (protocol §3-5).
+"""The training loop: one run, from its key to its files in the run cache (protocol §3-5).
 
-`get_run(spec, dataset)` is the one entry point: it returns the cached run for that spec and
-data, or trains it (first training any teachers it needs). Training checkpoints every epoch;
-an interrupted run resumes from its last checkpoint and ends with the same result.
+`train(key, dataset, cache, teacher_runs, options)` trains the teacher or student that `key`
+(kdlib.identity.RunKey) names, checkpointing at the end of every epoch: an interrupted run resumes
+from its last checkpoint and ends with the same result. Which runs to train, in what order and
+under which lock is kdlib.runs' business (`get_run`, `run_all`); what the final evaluation measures
+is kdlib.evaluate's; the loss is kdlib.losses.objective.
 
 Where the speed comes from (README "Speed" has the measured figures):
-- the training set lives on the training device as padded uint8 (N, 3, 40, 40); a batch is one
-  gather of crop/flip views (data.apply_views): no per-image PIL work, no DataLoader;
+- the training set lives on the training device as padded uint8 (N, 3, 40, 40) (`TrainSet`); a
+  batch is one gather of crop/flip views (data.apply_views): no per-image PIL work, no DataLoader;
 - NHWC (channels_last) activations and weights;
-- students read their teachers' logits from the exact logit cache when it pays (kdlib.logit_cache)
-  instead of running every teacher on every batch;
-- bf16 autocast where the hardware has it natively (precision="auto": CUDA, and CPUs with
-  AVX512-BF16/AMX);
+- students read their teachers' logits from the exact logit cache when their key says so
+  (kdlib.logit_cache) instead of running every teacher on every batch;
+- bf16 autocast where the key says so (kdlib.device: "auto" is bf16 where the hardware has it);
 - on CUDA: cuDNN autotuning, and nothing inside an epoch waits for the device (losses and counts
   accumulate there; one read per epoch);
 - teachers store their train-set logits, so students' final metrics do not run them again;
-- torch.compile of the training forward passes, opt-in (compile=True).
+- torch.compile of the training forward passes, opt-in (TrainOptions.compile).
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
 import kdlib
 from kdlib import data as kdata
 from kdlib import evaluate as ev
 from kdlib import logit_cache as lcache
-from kdlib.cache import CorruptFileError, Run, RunCache, load_tensors, run_id, save_tensors
-from kdlib.config import Recipe, Spec, StudentSpec, TeacherSpec, stable_seed
-from kdlib.losses import Teacher, ensemble_logits, kd_loss
+from kdlib.cache import Run, RunCache
+from kdlib.config import Recipe, Spec, StudentSpec, stable_seed
+from kdlib.device import CHANNELS_LAST, autocast, backend_flags
+from kdlib.files import CorruptFileError, load_tensors, save_tensors
+from kdlib.identity import RunKey
+from kdlib.losses import Teacher, objective
 from kdlib.models import build_model
 from kdlib.progress import Progress
 
 
-# NHWC activations and weights: 1.3-1.5x faster training steps than NCHW on 2 CPU cores (oneDNN;
-# the "kdlib NCHW" rows of benchmarks/bench_train.py, README "Speed") and the layout tensor cores
-# want on CUDA; the results agree with NCHW up to float rounding.
-CHANNELS_LAST = torch.channels_last
-PRECISIONS = ("auto", "fp32", "bf16")
+@dataclass(frozen=True)
+class TrainOptions:
+    """How a run trains, beyond what its key fixes: none of it changes its results' arithmetic."""
+
+    device: torch.device          # where it trains (resolved; kdlib.device.resolve_device)
+    progress: bool = True         # show an epoch bar (kdlib.progress)
+    compile: bool = False         # torch.compile the training forward passes (a minute or so to compile)
 
 
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """'auto' (CUDA when present, else CPU), or an explicit torch device string."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from e
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for but CUDA is not available; use 'auto' or 'cpu'")
-    return resolved
+# ---------------------------------------------------------------------------------------------
+# Batches
 
+class TrainSet:
+    """The training images on the training device, padded once, and their labels (protocol §1).
 
-@functools.cache
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (x86 AVX512-BF16 or AMX-BF16, read from
-    /proc/cpuinfo). Elsewhere oneDNN emulates bf16, slower than fp32, so "auto" keeps fp32."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto', 'fp32' or 'bf16'. 'auto' is bf16 autocast where the hardware runs it natively (CUDA;
-    CPUs with AVX512-BF16/AMX, where training steps run ~1.9x faster than fp32 on 2 cores) and
-    fp32 elsewhere. Either way the run's id records the precision (`run_variant`)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" or cpu_has_native_bf16() else "fp32"
-    return precision
-
-
-def autocast(device: torch.device, precision: str):
-    """The forward-pass context of a run: bf16 autocast, or a disabled one for fp32 (one code path).
-
-    Under CUDA autocast, convolutions and the linear layer run in bf16; group_norm (the LayerNorm
-    model) is on autocast's fp32 list, and BatchNorm keeps fp32 weights, running statistics and
-    accumulation while reading and writing bf16. CPU autocast leaves group_norm on bf16 inputs;
-    its kernel accumulates the statistics in fp32, so outputs differ from fp32 by bf16 rounding
-    (checked: 0.025 at most on unit-scale outputs). Losses are computed in fp32 (kd_loss casts).
+    memory_format: of the batches' images; channels_last (NHWC) is 1.3-1.5x faster than NCHW on
+    2 CPU cores and what tensor cores want (the benchmark's "kdlib NCHW" row measures the other).
     """
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+    def __init__(self, split: kdata.Split, device: torch.device | str,
+                 memory_format: torch.memory_format = CHANNELS_LAST):
+        self.device = torch.device(device)
+        self.padded = kdata.pad(split.x.to(self.device))  # (N, 3, 40, 40) uint8; a view is a gather from it
+        self.labels = split.y.to(self.device)             # (N,) int64
+        self.memory_format = memory_format
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def epoch(self, seed: int, batch_size: int, steps: int | None = None) -> "Epoch":
+        """An epoch's batches: a permutation and a crop/flip view per image, from a generator seeded
+        by `seed` (so a resumed epoch replays exactly what an interrupted one would have done).
+
+        steps: default N // batch_size (the last partial batch dropped); fewer, or more (the
+        permutation repeats), for benchmarks that time a number of steps.
+        """
+        if batch_size > len(self):
+            raise ValueError(f"batch_size ({batch_size}) is larger than the training set ({len(self)} images)")
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        perm = torch.randperm(len(self), generator=g, device=self.device)
+        views = kdata.random_views(len(self), g, self.device)
+        steps = len(self) // batch_size if steps is None else steps
+        if steps * batch_size > len(perm):
+            perm = perm.repeat(-(-steps * batch_size // len(perm)))
+        return Epoch(self, g, perm, views, batch_size, steps)
 
 
-@contextlib.contextmanager
-def backend_flags(device: torch.device, precision: str):
-    """cuDNN settings for a run, restored afterwards; nothing on CPU.
-
-    Autotuning (cudnn.benchmark): every training batch has the same shape, so the fastest
-    convolution algorithms are found once. For precision "fp32", IEEE fp32 convolutions
-    instead of PyTorch's default TF32 (10-bit significand), so that "fp32" means fp32 on every
-    device, as the run id assumes.
-    """
-    if device.type != "cuda":
-        yield
-        return
-    cudnn = torch.backends.cudnn
-    conv = getattr(cudnn, "conv", None)
-    new_api = conv is not None and hasattr(conv, "fp32_precision")  # torch >= 2.9
-    saved = (cudnn.benchmark, conv.fp32_precision if new_api else cudnn.allow_tf32)
-    cudnn.benchmark = True
-    if precision == "fp32":
-        if new_api:
-            conv.fp32_precision = "ieee"
-        else:
-            cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        cudnn.benchmark = saved[0]
-        if new_api:
-            conv.fp32_precision = saved[1]
-        else:
-            cudnn.allow_tf32 = saved[1]
+@dataclass(frozen=True, eq=False)
+class Batch:
+    x: torch.Tensor      # (B, 3, 32, 32) float in [-1, 1], channels_last: the augmented images
+    y: torch.Tensor      # (B,) labels
+    idx: torch.Tensor    # (B,) image indices into the training set
+    views: torch.Tensor  # (B,) view ids in [0, 162)
 
 
-def run_variant(precision: str, cached_logits: bool) -> dict:
-    """The numerics of a run that change its arithmetic, beyond spec and data: part of its id.
+@dataclass(frozen=True, eq=False)
+class Epoch:
+    """One epoch's full batches, in order; the last partial batch is dropped."""
 
-    bf16 autocast (8-bit significands in every forward pass) and teacher logits rounded to float16
-    by the logit cache give results that are statistically equivalent to, but not the same numbers
-    as, an fp32 run on the fly: they get their own ids, so a cached result never silently changes
-    precision. What only reorders fp32 arithmetic (device, kernel choice, channels_last,
-    torch.compile) stays out of the id, as the device always has; it is recorded in the run's info.
-    Empty for the default fp32 run, whose id is unchanged.
-    """
-    variant = {}
-    if precision != "fp32":
-        variant["precision"] = precision
-    if cached_logits:
-        variant["teacher_logits"] = f"cache-{str(lcache.STORAGE_DTYPE).removeprefix('torch.')}"
-    return variant
+    data: TrainSet
+    generator: torch.Generator  # the epoch's generator: MixUp draws from it after the views
+    perm: torch.Tensor          # (N,) the order of the images
+    views: torch.Tensor         # (N,) the view of each image (indexed by image, not by position)
+    batch_size: int
+    steps: int                  # batches, each of batch_size images
 
+    def __len__(self) -> int:
+        return self.steps
 
-def _uses_logit_cache(spec: Spec, logit_cache: str) -> bool:
-    return isinstance(spec, StudentSpec) and lcache.use_logit_cache(logit_cache, spec.recipe.epochs,
-                                                                    spec.recipe.mixup)
-
-
-def _identity(spec: Spec, dataset: kdata.Dataset, device: torch.device, precision: str,
-              logit_cache: str) -> tuple[str, str, bool, dict]:
-    """(run id, resolved precision, whether the logit cache is used, variant) of `spec` on `device`."""
-    precision = resolve_precision(precision, device)
-    cached_logits = _uses_logit_cache(spec, logit_cache)
-    variant = run_variant(precision, cached_logits)
-    return run_id(spec, dataset.cache_key(), variant), precision, cached_logits, variant
+    def __iter__(self) -> Iterator[Batch]:
+        bs, fmt = self.batch_size, self.data.memory_format
+        for step in range(self.steps):
+            idx = self.perm[step * bs:(step + 1) * bs]
+            v = self.views[idx]
+            x = kdata.normalize(kdata.apply_views(self.data.padded[idx], v)).contiguous(memory_format=fmt)
+            yield Batch(x, self.data.labels[idx], idx, v)
 
 
-def run_key(spec: Spec, dataset: kdata.Dataset, device: torch.device, precision: str = "auto",
-            logit_cache: str = "auto") -> str:
-    """The id `get_run` gives `spec` when it trains on `device` (which need not exist here).
-
-    get_run computes its ids with the same function; the Ray executor uses this to predict the id
-    a remote worker will produce.
-    """
-    return _identity(spec, dataset, device, precision, logit_cache)[0]
-
+# ---------------------------------------------------------------------------------------------
+# Models and optimisers
 
 def initial_model(spec: Spec, num_classes: int = kdata.NUM_CLASSES) -> nn.Module:
     """The untrained network of a teacher, or a student's random initialisation, with a
@@ -177,50 +131,17 @@ def initial_model(spec: Spec, num_classes: int = kdata.NUM_CLASSES) -> nn.Module
     return build_model(spec.norm, stable_seed(spec.kind, spec.seed, "init"), num_classes)
 
 
-def get_run(spec: Spec, dataset: kdata.Dataset, cache: RunCache | None = None,
-            device: str | torch.device = "auto", progress: bool = True, *,
-            precision: str = "auto", logit_cache: str = "auto", compile: bool = False) -> Run:
-    """The finished run for `spec` on `dataset`: from the cache, else trained now.
+def make_optimizer(model: nn.Module, recipe: Recipe, lr: float | None = None) -> torch.optim.Optimizer:
+    """The recipe's optimiser over the model's parameters, at `lr` (default the recipe's)."""
+    lr = recipe.lr if lr is None else lr
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=recipe.momentum,
+                               nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=recipe.weight_decay)
 
-    A student's teachers are fetched (or trained, with the same device, precision and compile)
-    first. A file lock per run makes a second process asking for the same run wait for the first
-    and then reuse its result.
-
-    precision: "auto" (bf16 autocast where the hardware has it natively, `resolve_precision`; fp32
-        elsewhere), "fp32" or "bf16". A bf16 run has its own id (`run_variant`), so it never stands
-        in for an fp32 one.
-    logit_cache: students only: "auto" (the exact teacher-logit cache when it is exact and pays,
-        `logit_cache.use_logit_cache`), "on" or "off". Cached logits are float16: such a run has its
-        own id too.
-    compile: torch.compile the training forward passes (opt-in; compiling takes a minute or so).
-    """
-    if not isinstance(spec, (TeacherSpec, StudentSpec)):
-        raise ValueError(f"spec must be a TeacherSpec or StudentSpec, got {type(spec).__name__}")
-    if not isinstance(compile, bool):
-        raise ValueError(f"compile must be True or False, got {compile!r}")
-    device = resolve_device(device)
-    lcache.check_mode(logit_cache)
-    rid, precision, cached_logits, variant = _identity(spec, dataset, device, precision, logit_cache)
-    cache = cache if cache is not None else RunCache()
-    run = cache.load(rid)
-    if run is not None:
-        return run
-    teacher_runs = [get_run(t, dataset, cache, device, progress, precision=precision, compile=compile)
-                    for t in getattr(spec, "teachers", ())]
-    with cache.lock(rid):
-        run = cache.load(rid)  # finished by another process while we waited
-        if run is not None:
-            return run
-        with backend_flags(device, precision):
-            return _train(spec, rid, variant, dataset, cache, device, progress, teacher_runs,
-                          precision=precision, cached_logits=cached_logits, compile=compile)
-
-
-# ---------------------------------------------------------------------------------------------
-# Student initialisation (protocol §6 E3, E4)
 
 def interpolate_state(teacher: dict, random: dict, lam: float) -> dict:
-    """lam * teacher + (1 - lam) * random over every parameter and buffer.
+    """lam * teacher + (1 - lam) * random over every parameter and buffer (protocol §6 E3).
 
     Integer buffers (BatchNorm's num_batches_tracked) are interpolated and rounded.
     """
@@ -235,7 +156,7 @@ def interpolate_state(teacher: dict, random: dict, lam: float) -> dict:
 
 
 @torch.no_grad()
-def refresh_batchnorm(model: nn.Module, padded: torch.Tensor, batch_size: int, seed: int) -> None:
+def refresh_batchnorm(model: nn.Module, data: TrainSet, batch_size: int, seed: int) -> None:
     """Recompute BatchNorm running statistics with one train-mode pass over augmented data.
 
     Interpolated weights invalidate the interpolated statistics; momentum=None makes the
@@ -248,66 +169,74 @@ def refresh_batchnorm(model: nn.Module, padded: torch.Tensor, batch_size: int, s
     for m in bns:
         m.reset_running_stats()
         m.momentum = None
-    device = padded.device
-    g = torch.Generator(device=device).manual_seed(seed)
-    n = len(padded)
-    perm = torch.randperm(n, generator=g, device=device)
-    views = kdata.random_views(n, g, device)
     model.train()
-    for i in range(0, n, batch_size):
-        idx = perm[i:i + batch_size]
-        model(kdata.normalize(kdata.apply_views(padded[idx], views[idx])))
+    epoch = data.epoch(seed, batch_size)
+    for i in range(0, len(data), batch_size):  # every image once, the last batch partial
+        idx = epoch.perm[i:i + batch_size]
+        model(kdata.normalize(kdata.apply_views(data.padded[idx], epoch.views[idx])))
     for m, momentum in zip(bns, momenta):
         m.momentum = momentum
 
 
-def init_student(spec: StudentSpec, teacher_runs: list[Run], padded: torch.Tensor,
-                 device: torch.device, num_classes: int = kdata.NUM_CLASSES) -> nn.Module:
-    model = initial_model(spec, num_classes).to(device)
+def init_student(spec: StudentSpec, teacher_runs: list[Run], data: TrainSet,
+                 num_classes: int = kdata.NUM_CLASSES) -> nn.Module:
+    """A student's initial network (protocol §6 E3, E4): random, the teacher's own initial weights, or
+    interpolated towards the trained teacher (with BatchNorm statistics refreshed)."""
+    model = initial_model(spec, num_classes).to(data.device)
     if spec.init == "teacher_init":
-        # E4: the teacher's own initial (untrained) weights, rebuilt from its seed.
         model.load_state_dict(initial_model(spec.teachers[0], num_classes).state_dict())
     elif spec.init == "interpolate":
-        trained = teacher_runs[0].state_dict(map_location=device)
+        trained = teacher_runs[0].state_dict(map_location=data.device)
         model.load_state_dict(interpolate_state(trained, model.state_dict(), spec.lam))
-        refresh_batchnorm(model, padded, spec.recipe.batch_size, stable_seed("student", spec.seed, "bn-refresh"))
+        refresh_batchnorm(model, data, spec.recipe.batch_size, stable_seed("student", spec.seed, "bn-refresh"))
     return model
 
 
 # ---------------------------------------------------------------------------------------------
-# The training loop
+# One epoch
 
-def make_optimizer(model: nn.Module, recipe: Recipe, lr: float) -> torch.optim.Optimizer:
-    if recipe.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=recipe.momentum,
-                               nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=recipe.weight_decay)
+def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, spec: Spec, batches: Epoch, *,
+                teacher: nn.Module | None = None, logit_cache: lcache.LogitCache | None = None,
+                precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step per batch of `batches` on `objective`; returns (sum of the step losses,
+    correct in-loop predictions) as device tensors.
 
-
-def _loss(spec: Spec, logits, y, teacher_logits, mix: tuple | None) -> torch.Tensor:
-    """Cross-entropy for teachers; the KD objective for students (protocol §3).
-
-    With MixUp, label terms use both labels weighted by the mixing weight; the soft target is
-    the teacher's prediction on the mixed image itself.
+    A student's soft targets come from `logit_cache` when given, else from `teacher` on the fly, on
+    exactly the (augmented or mixed) images it sees. Nothing in here waits for the device (no
+    .item(), no branching on tensor values), so on CUDA the host queues the whole epoch ahead of the
+    GPU.
     """
-    def ce(z):
-        if mix is None:
-            return F.cross_entropy(z, y)
-        pair, lam = mix
-        return lam * F.cross_entropy(z, y) + (1 - lam) * F.cross_entropy(z, y[pair])
-
-    if isinstance(spec, TeacherSpec):
-        return ce(logits.float())
-    soft = kd_loss(logits, teacher_logits, None, tau=spec.tau, alpha=0.0)
-    if spec.alpha == 0.0:
-        return soft
-    return spec.alpha * ce(logits.float()) + (1 - spec.alpha) * soft
+    if logit_cache is not None and spec.recipe.mixup:
+        raise ValueError("a logit cache cannot serve MixUp batches (mixed images are not cached views)")
+    device = batches.data.device
+    amp = autocast(device, precision)
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    for b in batches:
+        x, mix = b.x, None
+        if spec.recipe.mixup:
+            x, pair, lam = kdata.mixup(x, batches.generator, keep_on_device=True)
+            mix = (pair, lam)
+        with amp:
+            logits = model(x)  # (B, C)
+            if logit_cache is not None:
+                target = logit_cache.gather(b.idx, b.views)  # (B, C) teacher log-probabilities on exactly x
+            else:
+                target = teacher(x) if teacher is not None else None
+        loss = objective(spec, logits, b.y, target, mix)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.detach()
+        correct += (logits.argmax(dim=1) == b.y).sum()
+    return loss_sum, correct
 
 
 def _evaluate_epoch(model, test_x, test_y, teacher_test, device, precision: str) -> dict:
     """A history entry's test metrics, in the run's precision: the history follows training in the
     arithmetic it trains in (bf16: 0.4 s instead of 1.1 s for 2,000 images on 2 CPU cores); the final
-    metrics, which every table and claim reads, are fp32 (`final_metrics`)."""
+    metrics, which every table and claim reads, are fp32 (`evaluate.final_metrics`)."""
     with autocast(device, precision):
         logits = ev.predict(model, test_x, device)
     entry = {"test_acc": kdlib.metrics.accuracy(logits, test_y), "test_nll": kdlib.metrics.nll(logits, test_y)}
@@ -316,197 +245,120 @@ def _evaluate_epoch(model, test_x, test_y, teacher_test, device, precision: str)
     return entry
 
 
-def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, spec: Spec, padded: torch.Tensor,
-                labels: torch.Tensor, perm: torch.Tensor, views: torch.Tensor, steps: int,
-                generator: torch.Generator, *, teacher: nn.Module | None = None,
-                logit_cache: lcache.LogitCache | None = None, precision: str = "fp32",
-                memory_format: torch.memory_format = CHANNELS_LAST) -> tuple[torch.Tensor, torch.Tensor]:
-    """`steps` optimiser steps on the batches perm[0:B], perm[B:2B], ... (B = spec.recipe.batch_size).
+# ---------------------------------------------------------------------------------------------
+# A whole run
 
-    padded: uint8 (N, 3, 40, 40) training images on the device; labels: int64 (N,); views: int64
-    (N,), the epoch's view of each image; generator: the epoch's generator (MixUp draws from it).
-    A student's soft targets come from `logit_cache` when given, else from `teacher` on the fly.
-    Returns (sum of the step losses, correct in-loop predictions) as device tensors. Nothing in here
-    waits for the device (no .item(), no branching on tensor values), so on CUDA the host queues
-    the whole epoch ahead of the GPU.
-    """
-    if logit_cache is not None and spec.recipe.mixup:
-        raise ValueError("a logit cache cannot serve MixUp batches (mixed images are not cached views)")
-    bs, device = spec.recipe.batch_size, padded.device
-    amp = autocast(device, precision)
-    model.train()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    for step in range(steps):
-        idx = perm[step * bs:(step + 1) * bs]  # (B,) image indices
-        v = views[idx]  # (B,) view ids in [0, 162)
-        x = kdata.normalize(kdata.apply_views(padded[idx], v)).contiguous(memory_format=memory_format)
-        y = labels[idx]
-        mix = None
-        if spec.recipe.mixup:
-            x, pair, lam = kdata.mixup(x, generator, keep_on_device=True)
-            mix = (pair, lam)
-        with amp:
-            logits = model(x)  # (B, C)
-            target = None  # (B, C) teacher log-probabilities on exactly x
-            if logit_cache is not None:
-                target = logit_cache.gather(idx, v)
-            elif teacher is not None:
-                target = teacher(x)
-        loss = _loss(spec, logits, y, target, mix)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        loss_sum += loss.detach()
-        correct += (logits.argmax(dim=1) == y).sum()
-    return loss_sum, correct
+@dataclass
+class _Targets:
+    """What a student imitates: its (ensemble) teacher, its test logits, and its logit cache if any."""
+
+    teacher: Teacher | None = None
+    forward: nn.Module | None = None   # the teacher as training calls it (compiled when asked)
+    test: torch.Tensor | None = None   # fp32 test logits
+    cache: lcache.LogitCache | None = None
+    cache_info: dict | None = None
 
 
-def _train(spec: Spec, rid: str, variant: dict, dataset: kdata.Dataset, cache: RunCache,
-           device: torch.device, progress: bool, teacher_runs: list[Run], *, precision: str,
-           cached_logits: bool, compile: bool) -> Run:
-    recipe = spec.recipe
-    folder = cache.folder(rid)
-    ckpt_path = folder / "checkpoint.pt"
-    is_student = isinstance(spec, StudentSpec)
-
-    train_x, train_y = dataset.train.x.to(device), dataset.train.y.to(device)
-    test_x, test_y = dataset.test.x.to(device), dataset.test.y.to(device)
-    padded = kdata.pad(train_x)  # (N, 3, 40, 40) uint8, padded once; crops are gathers from it
-    n, bs = len(train_y), recipe.batch_size
-    if n < bs:
-        raise ValueError(f"batch_size ({bs}) is larger than the training set ({n} images)")
-    steps = n // bs  # the last partial batch is dropped: every step sees a full batch
-
-    teacher = teacher_fwd = teacher_test = store = None
-    cache_info = None
-    if is_student:
-        teacher = Teacher([r.load_model(device).to(memory_format=CHANNELS_LAST) for r in teacher_runs])
-        teacher_test = teacher_logits(teacher, teacher_runs, "test", test_x, device)
-        if cached_logits:
-            store, cache_info = lcache.load_or_build(teacher, [r.id for r in teacher_runs], padded, cache,
-                                                     precision, context=autocast(device, precision))
-        else:
-            teacher_fwd = torch.compile(teacher) if compile else teacher
-
-    state = None
-    if ckpt_path.exists():
-        try:
-            state = load_tensors(ckpt_path, map_location=device)
-        except CorruptFileError as e:
-            warnings.warn(f"run {rid}: ignoring a damaged checkpoint and starting over ({e})")
-    lr0 = spec.start_lr if is_student else recipe.lr
-    if state is None:
-        model = (init_student(spec, teacher_runs, padded, device, dataset.num_classes) if is_student
-                 else initial_model(spec, dataset.num_classes).to(device))
-        model = model.to(memory_format=CHANNELS_LAST)
-        opt = make_optimizer(model, recipe, lr0)
-        start, history, seconds = 0, [], 0.0
-        history.append({"epoch": 0, "lr": lr0, **_evaluate_epoch(model, test_x, test_y, teacher_test, device,
-                                                                   precision)})
+def _targets(key: RunKey, teacher_runs: list[Run], data: TrainSet, test_x, cache: RunCache,
+             options: TrainOptions) -> _Targets:
+    if not isinstance(key.spec, StudentSpec):
+        return _Targets()
+    device = options.device
+    teacher = Teacher([r.load_model(device).to(memory_format=CHANNELS_LAST) for r in teacher_runs])
+    out = _Targets(teacher=teacher, test=ev.teacher_logits(teacher, teacher_runs, "test", test_x, device))
+    if key.cached_logits:
+        out.cache, out.cache_info = lcache.load_or_build(
+            teacher, [r.weights_sha256 for r in teacher_runs], data.padded, lcache.cache_folder(cache.root),
+            key.precision, context=autocast(device, key.precision))
     else:
-        model = initial_model(spec, dataset.num_classes).to(device, memory_format=CHANNELS_LAST)
-        model.load_state_dict(state["model"])
-        opt = make_optimizer(model, recipe, lr0)
-        opt.load_state_dict(state["optimizer"])
-        start, history, seconds = state["epoch"], state["history"], state["seconds"]
-    # The compiled module shares the model's parameters; weights are saved from `model`.
-    model_fwd = torch.compile(model) if compile else model
+        out.forward = torch.compile(teacher) if options.compile else teacher
+    return out
 
-    bar = Progress(recipe.epochs, f"{spec.kind} {rid[:8]}", unit="epoch", initial=start, enabled=progress)
-    for epoch in range(start, recipe.epochs):
+
+def _checkpoint(key: RunKey, path, device: torch.device) -> dict | None:
+    """The run's last checkpoint, if it has one that passes its checksum (a damaged one is dropped,
+    with a warning). Resuming on another device than the one that wrote it changes the data order
+    from there on (each device type has its own generators): allowed, with a warning, and recorded."""
+    if not path.exists():
+        return None
+    try:
+        state = load_tensors(path, map_location=device)
+    except CorruptFileError as e:
+        warnings.warn(f"run {key.id}: ignoring a damaged checkpoint and starting over ({e})")
+        return None
+    last = state.get("devices", [{}])[-1]
+    if last.get("device") not in (None, device.type) or last.get("torch") not in (None, str(torch.__version__)):
+        warnings.warn(f"run {key.id}: resuming on {device.type} (torch {torch.__version__}) at epoch "
+                      f"{state['epoch'] + 1} a run trained on {last.get('device')} (torch {last.get('torch')}): the "
+                      "data order from here on follows this device's generators; info['devices'] records both")
+    return state
+
+
+def train(key: RunKey, dataset: kdata.Dataset, cache: RunCache, teacher_runs: list[Run], options: TrainOptions) -> Run:
+    """Train the run `key` names (its teachers' finished runs given), resuming from its checkpoint if
+    it has one, and write it to `cache`. The caller holds the run's lock (kdlib.runs)."""
+    spec, recipe, device = key.spec, key.spec.recipe, options.device
+    with backend_flags(device, key.precision):
+        data = TrainSet(dataset.train, device)
+        test_x, test_y = dataset.test.x.to(device), dataset.test.y.to(device)
+        targets = _targets(key, teacher_runs, data, test_x, cache, options)
+        ckpt_path = cache.folder(key.id) / "checkpoint.pt"
+        state = _checkpoint(key, ckpt_path, device)
+        lr0 = spec.start_lr if isinstance(spec, StudentSpec) else recipe.lr
+        if state is None:
+            model = (init_student(spec, teacher_runs, data, dataset.num_classes) if isinstance(spec, StudentSpec)
+                     else initial_model(spec, dataset.num_classes).to(device)).to(memory_format=CHANNELS_LAST)
+            opt = make_optimizer(model, recipe, lr0)
+            start, history, seconds, devices, resumes = 0, [], 0.0, [], []
+            history.append({"epoch": 0, "lr": lr0,
+                            **_evaluate_epoch(model, test_x, test_y, targets.test, device, key.precision)})
+        else:
+            model = initial_model(spec, dataset.num_classes).to(device, memory_format=CHANNELS_LAST)
+            model.load_state_dict(state["model"])
+            opt = make_optimizer(model, recipe, lr0)
+            opt.load_state_dict(state["optimizer"])
+            start, history, seconds = state["epoch"], state["history"], state["seconds"]
+            devices, resumes = state.get("devices", []), [*state.get("resumes", []), start]
+        here = {"from_epoch": start + 1, "device": device.type, "torch": str(torch.__version__)}
+        if not devices or {k: v for k, v in devices[-1].items() if k != "from_epoch"} != \
+                {k: v for k, v in here.items() if k != "from_epoch"}:
+            devices = [*devices, here]
+        model_fwd = torch.compile(model) if options.compile else model  # shares the model's parameters
+
+        bar = Progress(recipe.epochs, f"{spec.kind} {key.id[:8]}", unit="epoch", initial=start,
+                       enabled=options.progress)
+        for epoch in range(start, recipe.epochs):
+            t0 = time.perf_counter()
+            lr = recipe.lr_at(epoch, lr0)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            batches = data.epoch(stable_seed(spec.kind, spec.seed, "epoch", epoch), recipe.batch_size)
+            loss_sum, correct = train_epoch(model_fwd, opt, spec, batches, teacher=targets.forward,
+                                            logit_cache=targets.cache, precision=key.precision)
+            train_loss = (loss_sum / batches.steps).item()  # the epoch's one wait for the device
+            if not math.isfinite(train_loss):
+                raise FloatingPointError(f"run {key.id} ({spec.kind}): the training loss became {train_loss} "
+                                         f"in epoch {epoch + 1}; lower the lr or check the inputs")
+            entry = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
+                     "train_acc_inloop": correct.item() / (batches.steps * recipe.batch_size)}
+            if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
+                entry.update(_evaluate_epoch(model, test_x, test_y, targets.test, device, key.precision))
+            history.append(entry)
+            seconds += time.perf_counter() - t0
+            save_tensors(ckpt_path, {"epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                                     "history": history, "seconds": seconds, "devices": devices,
+                                     "resumes": resumes})
+            bar.update(1, **{k: v for k, v in entry.items() if k in ("train_loss", "test_acc", "test_agreement")})
+        bar.close()
+
         t0 = time.perf_counter()
-        lr = recipe.lr_at(epoch, lr0)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        # Everything random in an epoch comes from a generator seeded by (run, epoch), so a
-        # resumed epoch replays exactly what the interrupted one would have done.
-        g = torch.Generator(device=device).manual_seed(stable_seed(spec.kind, spec.seed, "epoch", epoch))
-        perm = torch.randperm(n, generator=g, device=device)
-        views = kdata.random_views(n, g, device)
-        loss_sum, correct = train_epoch(model_fwd, opt, spec, padded, train_y, perm, views, steps, g,
-                                        teacher=teacher_fwd, logit_cache=store, precision=precision)
-        train_loss = (loss_sum / steps).item()  # the epoch's one wait for the device
-        if not math.isfinite(train_loss):
-            raise FloatingPointError(f"run {rid} ({spec.kind}): the training loss became {train_loss} "
-                                     f"in epoch {epoch + 1}; lower the lr or check the inputs")
-        entry = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
-                 "train_acc_inloop": correct.item() / (steps * bs)}
-        if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
-            entry.update(_evaluate_epoch(model, test_x, test_y, teacher_test, device, precision))
-        history.append(entry)
-        seconds += time.perf_counter() - t0
-        save_tensors(ckpt_path, {"epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                                 "history": history, "seconds": seconds})
-        bar.update(1, **{k: v for k, v in entry.items() if k in ("train_loss", "test_acc", "test_agreement")})
-    bar.close()
-
-    t0 = time.perf_counter()
-    metrics, logits = final_metrics(model, teacher, dataset, device, history, teacher_test=teacher_test,
-                                    teacher_runs=teacher_runs)
+        metrics, outputs = ev.final_metrics(model, targets.teacher, dataset, device, history,
+                                            teacher_test=targets.test, teacher_runs=teacher_runs)
     info = {"train_seconds": round(seconds, 2), "eval_seconds": round(time.perf_counter() - t0, 2),
-            "device": str(device), "precision": precision, "compile": compile, "channels_last": True,
-            "teacher_logits": None if not is_student else ("cache" if cached_logits else "on the fly"),
-            "logit_cache": cache_info, "torch": torch.__version__, "kdlib": kdlib.__version__,
-            "train_images": n, "test_images": len(test_y), "data": dataset.describe()}
-    test_logits = logits.pop("test")
-    return cache.write_result(rid, spec, dataset.cache_key(), model.state_dict(), test_logits,
-                              history, metrics, info, variant, extra_logits=logits)
-
-
-def teacher_logits(teacher: Teacher, teacher_runs: Sequence[Run], split: str, x: torch.Tensor,
-                   device: torch.device, views: torch.Tensor | None = None) -> torch.Tensor:
-    """The teacher's fp32 logits on `split` (images x, with `views` for "train_aug"): the ensemble
-    of what its member runs stored (`final_metrics`) when every member has them, else computed."""
-    stored = [r.stored_logits(split) for r in teacher_runs]
-    if stored and all(s is not None and len(s) == len(x) for s in stored):
-        return ensemble_logits(torch.stack(stored).to(device))
-    return ev.predict(teacher, x, device, views=views)
-
-
-def final_metrics(model: nn.Module, teacher: Teacher | None, dataset: kdata.Dataset,
-                  device: torch.device, history: list[dict], teacher_test: torch.Tensor | None = None,
-                  teacher_runs: Sequence[Run] = ()) -> tuple[dict, dict[str, torch.Tensor]]:
-    """The run's final evaluation (protocol §5); all models in eval mode.
-
-    Keys: test_/train_ acc, nll, ece (train = the clean training set); train_loss (last epoch);
-    for students also teacher_test_acc/nll/ece, test_agreement/kl, train_agreement/kl (clean
-    training set), train_aug_agreement/kl (one fixed random crop+flip per training image, the
-    paper's Fig. 5), and with a single teacher `cka`: linear CKA at the three stages on the
-    fixed test subset `evaluate.cka_indices`. `teacher_test`: the teacher's test logits when the
-    caller has them already (they are not recomputed). Always in fp32, whatever the training precision.
-
-    Returns (metrics, logits by split): "test" for every run; a teacher also returns "train" and
-    "train_aug", stored with it so that its students' final metrics read them (`teacher_runs`)
-    instead of running every teacher over the training set again; the ensemble of stored member
-    logits is the Teacher's own output, ensemble_logits. A student returns its predicted labels
-    on those splits instead ("train_pred", "train_aug_pred"; `Run.predictions`).
-    """
-    train_x, train_y = dataset.train.x, dataset.train.y.to(device)
-    test_x, test_y = dataset.test.x, dataset.test.y.to(device)
-    views = ev.augmented_views(len(train_x))
-    test_logits = ev.predict(model, test_x, device)
-    train_logits = ev.predict(model, train_x, device)
-    aug_logits = ev.predict(model, train_x, device, views=views)
-    out = {**ev.classification_metrics(test_logits, test_y, "test"),
-           **ev.classification_metrics(train_logits, train_y, "train"),
-           "train_loss": history[-1]["train_loss"]}
-    if teacher is None:
-        return out, {"test": test_logits, "train": train_logits, "train_aug": aug_logits}
-
-    def teacher_on(split: str, x: torch.Tensor, views: torch.Tensor | None) -> torch.Tensor:
-        return teacher_logits(teacher, teacher_runs, split, x, device, views)
-
-    if teacher_test is None:
-        teacher_test = teacher_on("test", test_x, None)
-    out.update(ev.classification_metrics(teacher_test, test_y, "teacher_test"))
-    out.update(ev.fidelity_metrics(teacher_test, test_logits, "test"))
-    out.update(ev.fidelity_metrics(teacher_on("train", train_x, None), train_logits, "train"))
-    out.update(ev.fidelity_metrics(teacher_on("train_aug", train_x, views), aug_logits, "train_aug"))
-    if len(teacher.members) == 1:
-        subset = test_x[ev.cka_indices(len(test_x))]
-        out["cka"] = ev.cka_by_stage(teacher.members[0], model, subset, device)
-        out["cka_examples"] = len(subset)
-    # predicted labels on the training set (not the logits: 40 MB a student at the paper scale)
-    return out, {"test": test_logits, "train_pred": train_logits.argmax(1).short(),
-                 "train_aug_pred": aug_logits.argmax(1).short()}
+            "device": str(device), "devices": devices, "resumed_after_epochs": resumes,
+            "precision": key.precision, "compile": options.compile,
+            "channels_last": True,
+            "teacher_logits": None if targets.teacher is None else ("cache" if key.cached_logits else "on the fly"),
+            "logit_cache": targets.cache_info, "torch": torch.__version__, "kdlib": kdlib.__version__,
+            "train_images": len(data), "test_images": len(test_y), "data": dataset.describe()}
+    return cache.write_result(key, model.state_dict(), outputs, history, metrics, info)

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from kdlib import data as kdata
 
@@ -18,13 +19,36 @@ def _session_kdlib_home(tmp_path_factory):
 
 @pytest.fixture(scope="session", autouse=True)
 def _auto_precision_is_fp32_on_cpu():
-    """precision="auto" is bf16 on CPUs with native bf16 (kdlib.train.cpu_has_native_bf16): tests
+    """precision="auto" is bf16 on CPUs with native bf16 (kdlib.device.cpu_has_native_bf16): tests
     in this process (and the worker scripts of test_robustness) see an fp32 CPU whatever this
     machine has, so run ids and numbers do not depend on it. Session-wide, so module fixtures see
     it too and a test's own monkeypatch.undo() leaves it in place."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("kdlib.train.cpu_has_native_bf16", lambda: False)
+        mp.setattr("kdlib.device.cpu_has_native_bf16", lambda: False)
         yield
+
+
+@pytest.fixture
+def interrupted_at_step(monkeypatch):
+    """interrupted_at_step(n, action): calls `action` with the n-th optimiser step (1-based) raising
+    KeyboardInterrupt, as a Ctrl-C mid-training does, and checks that it was interrupted; the real
+    step is back afterwards."""
+    def interrupt(n: int, action) -> None:
+        real_step, calls = torch.optim.SGD.step, {"n": 0}
+
+        def step(self, *args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == n:
+                raise KeyboardInterrupt
+            return real_step(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.optim.SGD, "step", step)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                action()
+        finally:
+            monkeypatch.setattr(torch.optim.SGD, "step", real_step)
+    return interrupt
 
 
 @pytest.fixture(scope="session")

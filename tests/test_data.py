@@ -338,6 +338,28 @@ def test_sources_are_bounded_and_the_file_is_named(tmp_path, home, monkeypatch):
         kdata.load(DataSpec(source=write_tar(tmp_path / "big.tar.gz", synthetic_files())))
 
 
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "flip"])
+def test_a_damaged_decoded_cache_is_rebuilt_and_named(tmp_path, home, damage):
+    """The decoded arrays are a cache: a damaged file (BadZipFile, a CRC error...) is named in a
+    warning, decoded again from the source and rewritten, not a failure of every later load."""
+    source = write_tar(tmp_path / "synth.tar.gz", synthetic_files())
+    first = kdata.load(DataSpec(source=str(source)))
+    (cached,) = (home / "data").rglob("arrays-*.npz")
+    raw = bytearray(cached.read_bytes())
+    if damage == "truncate":
+        cached.write_bytes(bytes(raw[: len(raw) // 2]))
+    elif damage == "garbage":
+        cached.write_bytes(b"not an npz at all")
+    else:
+        raw[len(raw) // 3] ^= 0xFF  # inside the pixels: the member's CRC fails
+        cached.write_bytes(bytes(raw))
+    with pytest.warns(UserWarning, match=rf"decoded-data cache {cached} is damaged"):
+        again = kdata.load(DataSpec(source=str(source)))
+    assert torch.equal(again.train.x, first.train.x) and torch.equal(again.test.y, first.test.y)
+    third = kdata.load(DataSpec(source=str(source)))  # rewritten: no warning now
+    assert torch.equal(third.train.x, first.train.x)
+
+
 def test_torchvision_download_failure_is_explained(home, monkeypatch):
     import torchvision
 

@@ -111,32 +111,52 @@ def test_use_logit_cache_rule():
 
 def test_stated_memory():
     assert lcache.cache_bytes(50_000) == 1_620_000_000  # the full CIFAR-100 training set
-    assert lcache.cache_bytes(5_000) == 162_000_000  # the reduced scale
+    assert lcache.cache_bytes(5_000) == 162_000_000  # 5,000 images of 100 classes
+    assert lcache.cache_bytes(800, 20) == 5_184_000  # the reduced scale: 800 images of 20 classes
 
 
 def test_load_or_build_stores_reuses_and_repairs(teacher, padded, built, tmp_path):
-    runs = RunCache(tmp_path)
-    ids = ["aaaa", "bbbb"]
+    folder = lcache.cache_folder(RunCache(tmp_path).root)
+    ids = ["aaaa", "bbbb"]  # the teachers' weight checksums
     two = padded[:2]  # one forward pass, the same batch as the fixture's first: identical numbers
     expected = built.logits[:2]
-    first, info = lcache.load_or_build(teacher, ids, two, runs, "fp32")
+    first, info = lcache.load_or_build(teacher, ids, two, folder, "fp32")
     assert info["source"] == "built" and info["bytes"] == lcache.cache_bytes(2)
     torch.testing.assert_close(first.logits, expected, rtol=0, atol=0)
-    again, info = lcache.load_or_build(teacher, ids, two, runs, "fp32")
+    again, info = lcache.load_or_build(teacher, ids, two, folder, "fp32")
     assert info["source"] == "loaded"
     torch.testing.assert_close(again.logits, expected, rtol=0, atol=0)
 
     keys = {lcache.cache_key(ids, "fp32"), lcache.cache_key(ids, "bf16"), lcache.cache_key(ids[::-1], "fp32")}
     assert len(keys) == 3  # precision and the ensemble are part of the key
-    path = runs.root / "logit-cache" / f"{lcache.cache_key(ids, 'fp32')}.pt"
+    path = folder / f"{lcache.cache_key(ids, 'fp32')}.pt"
     path.write_bytes(path.read_bytes()[:-10])  # truncated
     with pytest.warns(UserWarning, match="rebuilding"):
-        repaired, info = lcache.load_or_build(teacher, ids, two, runs, "fp32")
+        repaired, info = lcache.load_or_build(teacher, ids, two, folder, "fp32")
     assert info["source"] == "built"
     torch.testing.assert_close(repaired.logits, expected, rtol=0, atol=0)
     with pytest.warns(UserWarning, match="expected"):  # a cache of other images is not used
-        _, info = lcache.load_or_build(teacher, ids, padded[:1], runs, "fp32")
+        _, info = lcache.load_or_build(teacher, ids, padded[:1], folder, "fp32")
     assert info["source"] == "built"
+
+
+def test_a_cache_that_cannot_be_stored_still_serves_the_student(teacher, padded, built, tmp_path, monkeypatch):
+    """A full disk while saving: the cache is exact in memory, so training goes on, with a warning."""
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(lcache, "save_tensors", full_disk)
+    with pytest.warns(UserWarning, match="could not store it.*No space left.*training goes on"):
+        cache, info = lcache.load_or_build(teacher, ["aaaa"], padded[:2], tmp_path / "caches", "fp32")
+    assert info["source"] == "built"
+    torch.testing.assert_close(cache.logits, built.logits[:2], rtol=0, atol=0)
+    assert not list((tmp_path / "caches").glob("*.pt"))
+
+
+def test_the_key_follows_the_teachers_weights(tmp_path):
+    """A teacher retrained to other weights under the same run id must not bring back old targets:
+    the key is made of the weights' checksums, not of run ids."""
+    assert lcache.cache_key(["a" * 64], "fp32") != lcache.cache_key(["b" * 64], "fp32")
+    assert lcache.cache_key(["a" * 64], "fp32") == lcache.cache_key(["a" * 64], "fp32")
 
 
 def test_build_rejects_values_beyond_float16(padded):
@@ -150,6 +170,6 @@ def test_build_rejects_values_beyond_float16(padded):
 def test_cache_folder_follows_the_environment(tmp_path, monkeypatch):
     runs = RunCache(tmp_path / "runs")
     monkeypatch.delenv("KDLIB_LOGIT_CACHE", raising=False)
-    assert lcache.cache_folder(runs) == tmp_path / "runs" / "logit-cache"
+    assert lcache.cache_folder(runs.root) == tmp_path / "runs" / "logit-cache"
     monkeypatch.setenv("KDLIB_LOGIT_CACHE", str(tmp_path / "shared"))
-    assert lcache.cache_folder(runs) == tmp_path / "shared"
+    assert lcache.cache_folder(runs.root) == tmp_path / "shared"

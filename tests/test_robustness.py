@@ -19,8 +19,8 @@ import torch
 from kdlib import executor as kex
 from kdlib.cache import (RUN_FILES, CorruptFileError, CorruptRunError, RunCache, load_tensors, run_id,
                          save_tensors)
-from kdlib.config import Recipe, TeacherSpec, spec_to_dict
-from kdlib.train import get_run
+from kdlib.config import Recipe, StudentSpec, TeacherSpec, spec_to_dict
+from kdlib.runs import get_run
 from synthetic import same_run, synthetic_dataset
 
 TESTS = Path(__file__).resolve().parent
@@ -28,18 +28,20 @@ R3 = Recipe(epochs=3, batch_size=20, lr=0.05)  # 100 synthetic images: 5 steps p
 
 # get_run in a fresh process: argv = spec JSON, then one or more cache roots (trained in order).
 # KDLIB_PAUSE_AT_STEP=n: at optimizer step n, touch $KDLIB_PAUSED and sleep (to be killed there).
-# KDLIB_TRAIN_MARKER=path: append a line there whenever training (kdlib.train._train) starts.
+# KDLIB_TRAIN_MARKER=path: append a line there whenever training (kdlib.train.train) starts.
 # KDLIB_BARRIER=dir:n: wait until n processes reached this point before asking for the run.
 # Prints one JSON line per cache: the run id and the number of optimizer steps taken.
 WORKER = r"""
 import json, os, sys, time
 import torch
+import kdlib.device
+import kdlib.runs
 import kdlib.train
 from kdlib.cache import RunCache
 from kdlib.config import spec_from_dict
 from synthetic import synthetic_dataset
 
-kdlib.train.cpu_has_native_bf16 = lambda: False  # fp32 for "auto", as in the test process (conftest)
+kdlib.device.cpu_has_native_bf16 = lambda: False  # fp32 for "auto", as in the test process (conftest)
 steps = {"n": 0}
 real_step = torch.optim.SGD.step
 def step(self, *args, **kwargs):
@@ -51,12 +53,12 @@ def step(self, *args, **kwargs):
 torch.optim.SGD.step = step
 
 if os.environ.get("KDLIB_TRAIN_MARKER"):
-    real_train = kdlib.train._train
+    real_train = kdlib.train.train
     def counting_train(*args, **kwargs):
         with open(os.environ["KDLIB_TRAIN_MARKER"], "a") as f:
             f.write(f"{os.getpid()}\n")
         return real_train(*args, **kwargs)
-    kdlib.train._train = counting_train
+    kdlib.train.train = counting_train
 
 spec, dataset = spec_from_dict(json.loads(sys.argv[1])), synthetic_dataset()
 if os.environ.get("KDLIB_BARRIER"):
@@ -69,7 +71,7 @@ if os.environ.get("KDLIB_BARRIER"):
         time.sleep(0.01)
 for root in sys.argv[2:]:
     steps["n"] = 0
-    run = kdlib.train.get_run(spec, dataset, RunCache(root), device="cpu", progress=False)
+    run = kdlib.runs.get_run(spec, dataset, RunCache(root), device="cpu", progress=False)
     print(json.dumps({"id": run.id, "steps": steps["n"]}), flush=True)
 """
 
@@ -323,3 +325,104 @@ def test_checkpoint_cut_anywhere_is_detected(tmp_path):
         path.write_bytes(raw[:cut])
         with pytest.raises(CorruptFileError, match="failed its checksum"):
             load_tensors(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# (f) threads, re-reads and resumes elsewhere
+
+def test_threads_sharing_one_cache_exclude_each_other(tmp_path):
+    """Two threads of one RunCache take a run's lock in turn (the lock was re-entrant per object,
+    so both entered, and the second exit raised KeyError)."""
+    import threading
+
+    cache, inside, events = RunCache(tmp_path), [], []
+
+    def hold(name):
+        with cache.lock("r1"):
+            inside.append(name)
+            events.append(len(inside))  # how many threads are inside at once
+            time.sleep(0.2)
+            inside.remove(name)
+
+    threads = [threading.Thread(target=hold, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert events == [1, 1]
+    with cache.lock("r1"), cache.lock("r1"):  # still re-entrant within a thread
+        pass
+
+
+def test_two_threads_asking_for_one_run_train_it_once(synthetic, tmp_path, monkeypatch):
+    import threading
+
+    import kdlib.train
+    spec, cache, trained = TeacherSpec(recipe=R3, seed=10), RunCache(tmp_path), []
+    real_train = kdlib.train.train
+
+    def counting_train(*args, **kwargs):
+        trained.append(threading.get_ident())
+        return real_train(*args, **kwargs)
+    monkeypatch.setattr(kdlib.train, "train", counting_train)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(get_run(spec, synthetic, cache, device="cpu",
+                                                                      progress=False))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(trained) == 1 and len(results) == 2 and results[0].id == results[1].id
+
+
+def test_result_json_without_its_checksum_is_damaged(finished, tmp_path):
+    _, run = finished
+    cache = RunCache(tmp_path)
+    shutil.copytree(run.path, cache.folder(run.id))
+    _edit_json(cache.folder(run.id) / "result.json", lambda r: (r["metrics"].update(test_acc=0.99), r.pop("checksum")))
+    with pytest.raises(CorruptRunError, match=r"result.json lacks the field\(s\) \['checksum'\]"):
+        cache.load(run.id)
+
+
+def test_a_loaded_run_rechecks_its_files_against_result_json(finished, synthetic, tmp_path):
+    """A file swapped later for another well-formed, checksummed file is not the one the run
+    recorded: re-reading it fails (the header alone would have passed)."""
+    _, run = finished
+    cache = RunCache(tmp_path)
+    shutil.copytree(run.path, cache.folder(run.id))
+    loaded = cache.load(run.id)
+    other = {k: v + 1 if v.is_floating_point() else v for k, v in loaded.state_dict().items()}
+    save_tensors(loaded.path / "model.pt", other)
+    save_tensors(loaded.path / "logits.pt", {"test": torch.zeros(50, 100)})
+    with pytest.raises(CorruptFileError, match=f"run {run.id}: .*model.pt is not the file that was recorded"):
+        loaded.state_dict()
+    with pytest.raises(CorruptFileError, match="logits.pt is not the file that was recorded"):
+        loaded.test_logits()
+
+
+def test_resuming_on_another_device_is_recorded(synthetic, tmp_path, interrupted_at_step):
+    """A checkpoint written on another device (here: said to be CUDA) resumes with a warning, and
+    the run's info records both devices and the epoch it changed at."""
+    spec = TeacherSpec(recipe=R3, seed=11)
+    cache = RunCache(tmp_path)
+    interrupted_at_step(8, lambda: get_run(spec, synthetic, cache, device="cpu", progress=False))
+    ckpt = cache.folder(run_id(spec, synthetic.cache_key())) / "checkpoint.pt"
+    state = load_tensors(ckpt)
+    assert state["devices"] == [{"from_epoch": 1, "device": "cpu", "torch": str(torch.__version__)}]
+    state["devices"] = [{"from_epoch": 1, "device": "cuda", "torch": "2.13.0"}]
+    save_tensors(ckpt, state)
+    with pytest.warns(UserWarning, match=r"resuming on cpu .* at epoch 2 a run trained on cuda \(torch 2.13.0\)"):
+        run = get_run(spec, synthetic, cache, device="cpu", progress=False)
+    assert run.info["devices"] == [{"from_epoch": 1, "device": "cuda", "torch": "2.13.0"},
+                                   {"from_epoch": 2, "device": "cpu", "torch": str(torch.__version__)}]
+
+
+def test_a_batch_larger_than_the_training_set_fails_before_any_training(synthetic, tmp_path):
+    teacher = TeacherSpec(recipe=R3, seed=12)
+    student = StudentSpec(recipe=Recipe(epochs=1, batch_size=500, lr=0.05), teachers=(teacher,))
+    cache = RunCache(tmp_path)
+    with pytest.raises(ValueError, match=r"batch_size must be at most the training set's 100 images.*batch_size 500"):
+        kex.run_all([student], synthetic, cache=cache, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="batch_size must be at most"):
+        get_run(student, synthetic, cache, device="cpu", progress=False)
+    assert not any(cache.root.glob("*/result.json")) and not any(cache.root.glob("*/checkpoint.pt"))  # nothing trained

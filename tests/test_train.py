@@ -1,4 +1,4 @@
-"""Training, distillation, initialisation and the cache, on small synthetic data."""
+"""Training, distillation and initialisation (kdlib.train), through get_run, on small synthetic data."""
 
 import pytest
 import torch
@@ -7,7 +7,9 @@ from torch import nn
 from kdlib import data as kdata
 from kdlib.cache import RunCache, run_id
 from kdlib.config import Recipe, StudentSpec, TeacherSpec
-from kdlib.train import get_run, init_student, initial_model, interpolate_state, refresh_batchnorm, resolve_device
+from kdlib.device import resolve_device
+from kdlib.runs import get_run
+from kdlib.train import TrainSet, init_student, initial_model, interpolate_state, make_optimizer, refresh_batchnorm
 
 from synthetic import same_state, synthetic_dataset
 
@@ -34,7 +36,7 @@ def test_teacher_run_is_cached_and_reused(synthetic, tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise AssertionError("a cached run must not train again")
-    monkeypatch.setattr("kdlib.train._train", boom)
+    monkeypatch.setattr("kdlib.train.train", boom)
     again = get_run(spec, synthetic, cache, device="cpu", progress=False)
     assert again.metrics == run.metrics
     same_state(again.state_dict(), run.state_dict())
@@ -79,7 +81,7 @@ def test_refresh_batchnorm_sets_exact_statistics_and_keeps_weights():
     model = initial_model(TeacherSpec(recipe=R, seed=0))
     x = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8)
     weights = {k: v.clone() for k, v in model.named_parameters()}
-    refresh_batchnorm(model, kdata.pad(x), batch_size=40, seed=0)
+    refresh_batchnorm(model, TrainSet(kdata.Split(x, torch.zeros(40, dtype=torch.long)), "cpu"), batch_size=40, seed=0)
     for k, v in model.named_parameters():
         torch.testing.assert_close(v, weights[k])
     # one batch holding everything: the stem's output statistics are exactly the first norm's
@@ -108,7 +110,7 @@ def test_interpolated_student_at_lambda_one_starts_as_teacher(synthetic, tmp_pat
     teacher = get_run(t_bn, synthetic, cache, device="cpu", progress=False)
     student_model = init_student(
         StudentSpec(recipe=r, teachers=(t_bn,), init="interpolate", lam=1.0), [teacher],
-        kdata.pad(synthetic.train.x), torch.device("cpu"))
+        TrainSet(synthetic.train, "cpu"))
     params = dict(student_model.named_parameters())
     for k, v in teacher.load_model().named_parameters():
         torch.testing.assert_close(params[k], v, rtol=0, atol=0)
@@ -119,24 +121,13 @@ def test_interpolated_student_at_lambda_one_starts_as_teacher(synthetic, tmp_pat
     assert not torch.equal(teacher_init.state_dict()["stem.weight"], untrained["stem.weight"])  # it trained
 
 
-def test_interrupted_run_resumes_to_identical_result(synthetic, tmp_path, monkeypatch):
+def test_interrupted_run_resumes_to_identical_result(synthetic, tmp_path, interrupted_at_step):
     spec = TeacherSpec(recipe=Recipe(epochs=3, batch_size=20, lr=0.05), seed=3)
     reference = get_run(spec, synthetic, RunCache(tmp_path / "a"), device="cpu", progress=False)
 
     cache = RunCache(tmp_path / "b")
-    real_step = torch.optim.SGD.step
-    calls = {"n": 0}
-
-    def interrupting_step(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 8:  # epoch 2 of 3 (5 steps per epoch), mid-epoch
-            raise KeyboardInterrupt
-        return real_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim.SGD, "step", interrupting_step)
-    with pytest.raises(KeyboardInterrupt):
-        get_run(spec, synthetic, cache, device="cpu", progress=False)
-    monkeypatch.setattr(torch.optim.SGD, "step", real_step)
+    # step 8: epoch 2 of 3 (5 steps per epoch), mid-epoch
+    interrupted_at_step(8, lambda: get_run(spec, synthetic, cache, device="cpu", progress=False))
     folder = cache.folder(reference.id)
     assert (folder / "checkpoint.pt").exists() and cache.load(reference.id) is None
 
@@ -191,7 +182,9 @@ def test_device_and_spec_errors(synthetic, tmp_path):
 
 from kdlib import logit_cache as lcache  # noqa: E402
 from kdlib.losses import Teacher  # noqa: E402
-from kdlib.train import autocast, resolve_precision, run_variant, train_epoch  # noqa: E402
+from kdlib.device import autocast, resolve_precision  # noqa: E402
+from kdlib.identity import RunKey  # noqa: E402
+from kdlib.train import train_epoch  # noqa: E402
 
 R_SMALL = Recipe(epochs=3, batch_size=4, lr=0.05)  # 3 steps on 12 images: a cache of 12 x 162 views
 
@@ -207,15 +200,17 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 def test_precision_is_resolved_per_device_and_checked(monkeypatch):
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"  # conftest: a CPU without bf16
-    monkeypatch.setattr("kdlib.train.cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr("kdlib.device.cpu_has_native_bf16", lambda: True)
     assert resolve_precision("auto", torch.device("cpu")) == "bf16"
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
     assert resolve_precision("auto", torch.device("cuda")) == "bf16"
     assert resolve_precision("fp32", torch.device("cuda")) == "fp32"
     with pytest.raises(ValueError, match="precision must be one of"):
         resolve_precision("fp16", torch.device("cpu"))
-    assert run_variant("fp32", False) == {}  # the default run: its id is unchanged
-    assert run_variant("bf16", True) == {"precision": "bf16", "teacher_logits": "cache-float16"}
+    teacher = TeacherSpec(recipe=R)
+    assert RunKey(teacher, {"fingerprint": "x"}, "fp32").variant == {}  # the default run: no variant
+    assert RunKey(StudentSpec(recipe=R, teachers=(teacher,)), {"fingerprint": "x"}, "bf16", True).variant == \
+        {"precision": "bf16", "teacher_logits": "cache-float16"}
 
 
 def test_bf16_run_has_its_own_id_and_records_precision(synthetic, tmp_path):
@@ -231,7 +226,6 @@ def test_bf16_run_has_its_own_id_and_records_precision(synthetic, tmp_path):
     # the history is measured in the run's precision, the final metrics in fp32: the same model's
     # test accuracy in both, up to bf16 rounding of a few logits
     from kdlib import evaluate as ev
-    from kdlib.train import autocast
     model = bf16.load_model()
     with autocast(torch.device("cpu"), "bf16"):
         in_bf16 = kdata.Split(synthetic.test.x, synthetic.test.y)
@@ -258,6 +252,19 @@ def test_student_on_cached_logits_matches_on_the_fly_and_reuses_the_cache(small,
     second = get_run(StudentSpec(recipe=R_SMALL, teachers=(t,), seed=1), small, cache, device="cpu",
                      progress=False, logit_cache="on")
     assert second.info["logit_cache"]["source"] == "loaded"  # same teacher: stored cache reused
+    # the teacher damaged and retrained to other weights under the same run id (a GPU retrain is not
+    # bitwise deterministic): its students must not get targets from the old weights
+    old = cache.load(run_id(t, small.cache_key()))
+    other = old.state_dict()
+    other["fc.bias"] = other["fc.bias"] + torch.linspace(-1, 1, len(other["fc.bias"]))  # other weights
+    outputs = {s: old.stored_logits(s) for s in ("test", "train", "train_aug")}
+    cache.move_aside(old.id)
+    retrained = cache.write_result(old.key, other, outputs, old.history, old.metrics, old.info)
+    assert retrained.id == old.id and retrained.weights_sha256 != old.weights_sha256
+    third = get_run(StudentSpec(recipe=R_SMALL, teachers=(t,), seed=2), small, cache, device="cpu",
+                    progress=False, logit_cache="on")
+    assert third.info["logit_cache"]["source"] == "built"
+    assert third.info["logit_cache"]["key"] != second.info["logit_cache"]["key"]
     with pytest.raises(ValueError, match="MixUp"):
         mix = StudentSpec(recipe=Recipe(epochs=1, batch_size=4, lr=0.05, mixup=True), teachers=(t,))
         get_run(mix, small, cache, device="cpu", progress=False, logit_cache="on")
@@ -271,14 +278,11 @@ def test_mixup_lam_on_device_is_bit_identical():
     assert torch.equal(pa, pb) and torch.equal(a, b)
 
 
-def _epoch_inputs(small, spec, seed=0):
-    padded = kdata.pad(small.train.x)
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(padded), generator=g)
-    views = kdata.random_views(len(padded), g)
+def _epoch_inputs(split, spec, seed=0):
+    """A fresh model, its optimiser and one epoch of `split`'s batches (the training loop's own)."""
     model = initial_model(spec).to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-    return model, opt, padded, perm, views, g
+    opt = make_optimizer(model, Recipe(epochs=1, batch_size=4, lr=0.01))
+    return model, opt, TrainSet(split, "cpu").epoch(seed, spec.recipe.batch_size)
 
 
 def test_train_epoch_never_waits_for_the_device(small, monkeypatch):
@@ -296,11 +300,12 @@ def test_train_epoch_never_waits_for_the_device(small, monkeypatch):
     def no_sync(*args, **kwargs):
         raise AssertionError("host synchronisation inside the training loop")
     for spec, targets in cases:
-        model, opt, padded, perm, views, g = _epoch_inputs(small, spec)
+        model, opt, batches = _epoch_inputs(small.train, spec)
+        assert batches.steps == 3
         with monkeypatch.context() as m:
             for name in ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__"):
                 m.setattr(torch.Tensor, name, no_sync)
-            loss_sum, correct = train_epoch(model, opt, spec, padded, small.train.y, perm, views, 3, g, **targets)
+            loss_sum, correct = train_epoch(model, opt, spec, batches, **targets)
         assert loss_sum.item() > 0 and 0 <= correct.item() <= 12
 
 
@@ -311,10 +316,11 @@ def test_cached_student_steps_equal_on_the_fly_ones_up_to_float16(small):
     spec = StudentSpec(recipe=R_SMALL, teachers=(t_spec,), tau=2.0)
     store = lcache.build(teacher, kdata.pad(small.train.x))
     results = []
+    first_batch = kdata.Split(small.train.x[:4], small.train.y[:4])  # images 0-3 of the cache: one step
     for targets in ({"teacher": teacher}, {"logit_cache": store}):
-        model, opt, padded, perm, views, g = _epoch_inputs(small, spec)
+        model, opt, batches = _epoch_inputs(first_batch, spec)
         before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
-        loss, _ = train_epoch(model, opt, spec, padded, small.train.y, perm, views, 1, g, **targets)
+        loss, _ = train_epoch(model, opt, spec, batches, **targets)
         results.append((loss, torch.cat([p.detach().flatten() for p in model.parameters()]) - before))
     (loss_fly, step_fly), (loss_cached, step_cached) = results
     torch.testing.assert_close(loss_cached, loss_fly, rtol=1e-4, atol=0)
@@ -346,17 +352,13 @@ def test_cuda_epoch_has_no_host_synchronisation(synthetic):
     spec = StudentSpec(recipe=Recipe(epochs=1, batch_size=20, lr=0.05, mixup=True), teachers=(TeacherSpec(recipe=R),))
     teacher = Teacher([initial_model(spec.teachers[0]).to(device, memory_format=torch.channels_last)])
     model = initial_model(spec).to(device, memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-    padded = kdata.pad(synthetic.train.x.to(device))
-    g = torch.Generator(device=device).manual_seed(0)
-    perm = torch.randperm(len(padded), generator=g, device=device)
-    views = kdata.random_views(len(padded), g, device)
-    labels = synthetic.train.y.to(device)
-    train_epoch(model, opt, spec, padded, labels, perm, views, 1, g, teacher=teacher, precision="bf16")  # warm-up
+    opt = make_optimizer(model, spec.recipe)
+    data = TrainSet(synthetic.train, device)
+    train_epoch(model, opt, spec, data.epoch(0, 20), teacher=teacher, precision="bf16")  # warm-up
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        train_epoch(model, opt, spec, padded, labels, perm, views, 3, g, teacher=teacher, precision="bf16")
+        train_epoch(model, opt, spec, data.epoch(1, 20), teacher=teacher, precision="bf16")
     finally:
         torch.cuda.set_sync_debug_mode("default")
 
@@ -382,8 +384,8 @@ def test_teachers_store_train_logits_and_students_reuse_them(synthetic, tmp_path
     """A student's final train/augmented-train fidelity reads its teachers' stored logits and gives
     the same numbers as running the teachers again."""
     from kdlib import evaluate as ev
+    from kdlib.evaluate import final_metrics
     from kdlib.losses import Teacher
-    from kdlib.train import final_metrics
     cache = RunCache(tmp_path)
     teachers = (TeacherSpec(recipe=R, seed=0), TeacherSpec(recipe=R, seed=1))
     student = get_run(StudentSpec(recipe=R, teachers=teachers), synthetic, cache, device="cpu", progress=False)

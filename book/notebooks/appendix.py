@@ -36,7 +36,7 @@ from kdlib import experiments as ex
 from kdlib import report
 from kdlib.scales import probe_table
 from kdlib.cache import runs_home
-from kdlib.train import resolve_device
+from kdlib.device import resolve_device
 
 exp = ex.open_experiment(scale, data, device, executor)
 sc = exp.scale

@@ -1,0 +1,317 @@
+"""Getting runs: `get_run` for one, `run_all` for an experiment's, from the cache or trained now.
+
+Both go the same way, in one direction:
+1. each spec becomes its run's key (kdlib.identity.RunKey.of), once: the device decides "auto"
+   precision, the logit-cache mode and the recipe decide the cache;
+2. `plan` orders the keys teachers before students, without duplicates, and finds the cached runs
+   (a damaged one is moved aside with a warning and counts as missing); `check_plan` refuses, before
+   anything trains, a run whose batch does not fit the training set;
+3. each missing run is obtained in plan order (`obtain`: under the run's lock, so a run that another
+   process or thread is training is waited for, then reused), by kdlib.train.train.
+Inline, step 3 runs here, one run after another; with a Ray executor (kdlib.executor) the same
+plan goes to Ray workers, which call the same `obtain`.
+
+Failures. `get_run` raises a run's error as it is. `run_all` lets every other run finish (a
+student of a failed teacher is not started), then raises one RunsFailedError listing each failed
+run's id, spec, error and traceback. Runs that finished are in the cache either way, so calling it
+again retrains only what failed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import traceback
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from kdlib import data as kdata
+from kdlib import train as ktrain
+from kdlib.cache import CorruptRunError, Run, RunCache
+from kdlib.checks import check_bool
+from kdlib.config import Spec, StudentSpec, TeacherSpec
+from kdlib.device import resolve_device
+from kdlib.identity import RunKey
+from kdlib.logit_cache import check_mode
+from kdlib.progress import Progress
+
+# "ray" starts a local Ray instance (or joins the one RAY_ADDRESS names, or the one this process
+# is already connected to); "ray://<host>:<port>" is a Ray Client address; "ray:<address>" passes
+# <address> to ray.init (e.g. "ray:auto" on a node of a running cluster).
+EXECUTORS = ("inline", "ray", "ray://<host>:<port>", "ray:<address>")
+
+
+class RunsFailedError(RuntimeError):
+    """Some runs of a `run_all` call failed; the others finished and are in the cache.
+
+    failures: one RunFailure per failed run, in plan order (teachers before their students).
+    """
+
+    def __init__(self, failures: list[RunFailure], finished: int):
+        self.failures = failures
+        lines = [f"{len(failures)} of {len(failures) + finished} runs failed "
+                 f"({finished} finished and are in the cache):"]
+        for f in failures:
+            lines.append(f"- run {f.run_id} ({describe(f.spec)}): {f.error}")
+            if f.traceback:
+                lines.append("  " + f.traceback.rstrip().replace("\n", "\n  "))
+        super().__init__("\n".join(lines))
+
+
+class MissingRunsError(LookupError):
+    """`cached_runs` found some runs missing from the cache; `missing` lists (run id, spec)."""
+
+    def __init__(self, missing: list[tuple[str, Spec]], root: Path):
+        self.missing = missing
+        lines = [f"{len(missing)} run(s) are not in the run cache {root} (nothing was trained; `make report` "
+                 "or runs.run_all trains them):"]
+        lines += [f"- run {rid} ({describe(spec)})" for rid, spec in missing[:10]]
+        if len(missing) > 10:
+            lines.append(f"- ... and {len(missing) - 10} more")
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    run_id: str
+    spec: Spec
+    error: str      # "ExceptionType: message", or why the run was not started
+    traceback: str  # the failing run's traceback, as raised where it ran; "" if it never started
+
+
+def describe(spec: Spec) -> str:
+    """A short, readable summary of a spec for messages."""
+    r = spec.recipe
+    recipe = f"{r.epochs} epochs, {r.optimizer} lr {r.lr:g}" + (", MixUp" if r.mixup else "")
+    if isinstance(spec, TeacherSpec):
+        return f"teacher seed {spec.seed}, {spec.norm}norm, {recipe}"
+    init = "" if spec.init == "random" else f", init {spec.init}" + (
+        f" lam {spec.lam:g}" if spec.init == "interpolate" else "")
+    teachers = ",".join(str(t.seed) for t in spec.teachers)
+    return f"student seed {spec.seed} of teacher(s) {teachers}, tau {spec.tau:g}{init}, {spec.norm}norm, {recipe}"
+
+
+def check_executor(executor) -> str:
+    """The executor name, validated; a Ray executor also needs Ray installed."""
+    ok = isinstance(executor, str) and (executor in ("inline", "ray") or ray_address(executor) is not None)
+    if not ok:
+        raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+    if executor != "inline" and importlib.util.find_spec("ray") is None:
+        raise ValueError(f"executor={executor!r} needs Ray, an optional install: "
+                         "pip install 'kdlib[ray]' (or use executor='inline')")
+    return executor
+
+
+def ray_address(executor: str) -> str | None:
+    """The address in "ray://host:port" (itself) or "ray:<address>" (<address>); None otherwise."""
+    if executor.startswith("ray://"):
+        return executor if len(executor) > len("ray://") else None
+    if executor.startswith("ray:"):
+        return executor[len("ray:"):] or None
+    return None
+
+
+def _check_specs(specs) -> list[Spec]:
+    specs = list(specs)
+    for spec in specs:
+        if not isinstance(spec, (TeacherSpec, StudentSpec)):
+            raise ValueError(f"specs must be TeacherSpec or StudentSpec objects, got {type(spec).__name__}")
+    return specs
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan, shared by every executor
+
+def plan(keys: Sequence[RunKey], cache: RunCache) -> tuple[list[RunKey], dict[RunKey, Run]]:
+    """Every run needed for `keys`, teachers before their students, without duplicates; and the
+    cached ones. A missing student needs its teachers, a cached one does not. A damaged run is moved
+    aside (a warning) and counts as missing."""
+    order, cached = {}, {}
+
+    def visit(key: RunKey):
+        if key in order:
+            return
+        run = _load_or_set_aside(cache, key.id)
+        if run is None:
+            for teacher in key.teachers:
+                visit(teacher)
+        else:
+            cached[key] = run
+        order[key] = None
+
+    for key in keys:
+        visit(key)
+    return list(order), cached
+
+
+def check_plan(order: Sequence[RunKey], cached: dict[RunKey, Run], dataset: kdata.Dataset) -> None:
+    """Refuse, before anything trains, a run that cannot train on `dataset`: one whose batch is larger
+    than the training set (a full batch every step is how an epoch is defined)."""
+    n = len(dataset.train)
+    bad = [k for k in order if k not in cached and k.spec.recipe.batch_size > n]
+    if bad:
+        raise ValueError(f"batch_size must be at most the training set's {n} images; "
+                         + "; ".join(f"run {k.id} ({describe(k.spec)}) has batch_size {k.spec.recipe.batch_size}"
+                                     for k in bad))
+
+
+def _load_or_set_aside(cache: RunCache, rid: str) -> Run | None:
+    """The finished run `rid`, or None; a damaged one is moved aside (warning) and counts as missing."""
+    try:
+        return cache.load(rid)
+    except CorruptRunError as first:
+        with cache.lock(rid):
+            try:
+                return cache.load(rid)  # another process may have replaced it meanwhile
+            except CorruptRunError:
+                aside = cache.move_aside(rid)
+        warnings.warn(f"{first} -- moved to {aside}; training it again", stacklevel=4)
+        return None
+
+
+def obtain(key: RunKey, dataset: kdata.Dataset, cache: RunCache, teacher_runs: list[Run],
+           options: ktrain.TrainOptions) -> Run:
+    """The finished run `key`: from `cache`, else trained now under the run's lock (a second process
+    or thread asking for it waits, then reuses the result)."""
+    run = cache.load(key.id)
+    if run is not None:
+        return run
+    with cache.lock(key.id):
+        run = cache.load(key.id)  # finished by another process while we waited
+        if run is not None:
+            return run
+        return ktrain.train(key, dataset, cache, teacher_runs, options)
+
+
+# ---------------------------------------------------------------------------------------------
+# One run, and many
+
+def get_run(spec: Spec, dataset: kdata.Dataset, cache: RunCache | None = None,
+            device: str | torch.device = "auto", progress: bool = True, *,
+            precision: str = "auto", logit_cache: str = "auto", compile: bool = False) -> Run:
+    """The finished run for `spec` on `dataset`: from the cache, else trained now (its teachers first,
+    with the same device, precision and compile). A training error is raised as it is.
+
+    precision: "auto" (bf16 autocast where the hardware has it natively, kdlib.device; fp32
+        elsewhere), "fp32" or "bf16". A bf16 run has its own key, so it never stands in for an fp32 one.
+    logit_cache: students only: "auto", "shared", "on" or "off" (kdlib.logit_cache.use_logit_cache).
+        Cached logits are float16: such a run has its own key too.
+    compile: torch.compile the training forward passes (opt-in; compiling takes a minute or so).
+    """
+    if not isinstance(spec, (TeacherSpec, StudentSpec)):
+        raise ValueError(f"spec must be a TeacherSpec or StudentSpec, got {type(spec).__name__}")
+    check_bool("compile", compile)
+    check_mode(logit_cache)
+    options = ktrain.TrainOptions(resolve_device(device), progress, compile)
+    cache = cache if cache is not None else RunCache()
+    key = RunKey.of(spec, dataset, options.device, precision, logit_cache)
+    order, runs = plan([key], cache)
+    check_plan(order, runs, dataset)
+    for k in order:
+        if k not in runs:
+            runs[k] = obtain(k, dataset, cache, [runs[t] for t in k.teachers], options)
+    return runs[key]
+
+
+def run_all(specs: Sequence[Spec], dataset: kdata.Dataset, *, executor: str = "inline",
+            cache: RunCache | None = None, device: str = "auto", progress: bool = True,
+            gpus_per_run: float | None = None, precision: str = "auto", logit_cache: str = "auto") -> list[Run]:
+    """The finished runs for `specs`, in order; cached ones are reused, missing ones trained.
+
+    A student's teachers are trained first when missing, whether or not `specs` lists them.
+    executor: "inline" (this process) or a Ray executor (EXECUTORS; kdlib.executor).
+    device: "auto", "cpu" or "cuda[:N]"; with Ray it names where the workers train ("auto": the GPU
+        share Ray assigns them, if any).
+    gpus_per_run: Ray only: the GPU fraction of each task, in [0, 1]; default 0.2 when the Ray
+        cluster has GPUs, else 0.
+    precision, logit_cache: as for get_run.
+    Raises RunsFailedError after all other runs finished if any run failed (module docstring).
+    """
+    check_executor(executor)
+    specs = _check_specs(specs)
+    check_mode(logit_cache)
+    if gpus_per_run is not None and (isinstance(gpus_per_run, bool) or not isinstance(gpus_per_run, (int, float))
+                                     or not 0 <= gpus_per_run <= 1):
+        raise ValueError(f"gpus_per_run must be a number in [0, 1] or None (automatic), got {gpus_per_run!r}")
+    cache = cache if cache is not None else RunCache()
+    if executor == "inline":
+        options = ktrain.TrainOptions(resolve_device(device), progress)
+        backend = None
+    else:
+        from kdlib.executor import RayBackend  # Ray is an optional install
+        backend = RayBackend.connect(executor, device, gpus_per_run)
+        options = ktrain.TrainOptions(backend.device, progress)
+    keys = [RunKey.of(s, dataset, options.device, precision, logit_cache) for s in specs]
+    order, runs = plan(keys, cache)
+    check_plan(order, runs, dataset)
+    failures: dict[RunKey, RunFailure] = {}
+    if backend is None:
+        first_error = _run_inline(order, runs, failures, dataset, cache, options)
+    else:
+        first_error = None
+        backend.execute(order, runs, failures, dataset, cache, progress)
+    if failures:
+        raise RunsFailedError([failures[k] for k in order if k in failures], sum(k in runs for k in order)) \
+            from first_error
+    return [runs[k] for k in keys]
+
+
+def failure(key: RunKey, error: BaseException, tb: str | None = None) -> RunFailure:
+    if tb is None:
+        tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return RunFailure(key.id, key.spec, f"{type(error).__name__}: {error}", tb)
+
+
+def teacher_failed(key: RunKey, failures: dict[RunKey, RunFailure]) -> RunFailure | None:
+    """Why `key` cannot start: a failure if one of its teachers failed, else None."""
+    failed = [t.id for t in key.teachers if t in failures]
+    if not failed:
+        return None
+    return RunFailure(key.id, key.spec, f"not started: its teacher run(s) {', '.join(failed)} failed", "")
+
+
+def _run_inline(order, runs, failures, dataset, cache, options) -> BaseException | None:
+    """Obtain every missing run of the plan in order, here; returns the first error (failures filled)."""
+    first_error = None
+    missing = [k for k in order if k not in runs]
+    with Progress(len(missing), "runs", unit="run", enabled=options.progress and bool(missing)) as bar:
+        for key in missing:
+            skipped = teacher_failed(key, failures)
+            if skipped is not None:
+                failures[key] = skipped
+            else:
+                try:
+                    runs[key] = obtain(key, dataset, cache, [runs[t] for t in key.teachers], options)
+                except Exception as e:  # reported with the others; KeyboardInterrupt stops at once
+                    failures[key] = failure(key, e)
+                    first_error = first_error or e
+            bar.update()
+    return first_error
+
+
+def cached_runs(specs: Sequence[Spec], dataset: kdata.Dataset, *, cache: RunCache | None = None,
+                device: str = "auto", precision: str = "auto", logit_cache: str = "auto") -> list[Run]:
+    """The finished runs for `specs` from the cache, trained nowhere: the keys are those `run_all`
+    with the same arguments gives them (`device` names where they were trained; it need not exist
+    here). Raises MissingRunsError listing every run that is not there."""
+    cache = cache if cache is not None else RunCache()
+    where = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
+    runs, missing = [], []
+    for spec in _check_specs(specs):
+        key = RunKey.of(spec, dataset, where, precision, logit_cache)
+        run = cache.load(key.id)
+        if run is None:
+            missing.append((key.id, spec))
+        runs.append(run)
+    if missing:
+        raise MissingRunsError(missing, cache.root)
+    return runs
+
+
+def run_key(spec: Spec, dataset: kdata.Dataset, device: torch.device, precision: str = "auto",
+            logit_cache: str = "auto") -> str:
+    """The id `get_run`/`run_all` give `spec` when it trains on `device` (which need not exist here)."""
+    return RunKey.of(spec, dataset, torch.device(device), precision, logit_cache).id

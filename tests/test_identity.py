@@ -1,0 +1,62 @@
+"""A run's key: built once, canonical, the one thing its id is a hash of."""
+
+import pytest
+import torch
+
+from kdlib.cache import run_id
+from kdlib.config import Recipe, StudentSpec, TeacherSpec, spec_to_dict
+from kdlib.identity import CODE_VERSION, RunKey
+from synthetic import synthetic_dataset
+
+R = Recipe(epochs=3, batch_size=8, lr=0.1)
+T = TeacherSpec(recipe=R, seed=0)
+DATA = {"fingerprint": "abc", "train_per_class": 5, "test_per_class": None, "subset_seed": 0}
+
+
+def test_equal_specs_are_one_run_whatever_the_number_types():
+    """tau=4 and tau=4.0 (or lr=1 and lr=1.0) are one configuration: one spec, one id."""
+    a = StudentSpec(recipe=Recipe(epochs=3, batch_size=8, lr=1), teachers=(T,), tau=4, alpha=0, lam=0)
+    b = StudentSpec(recipe=Recipe(epochs=3, batch_size=8, lr=1.0), teachers=(T,), tau=4.0, alpha=0.0, lam=0.0)
+    assert a == b and hash(a) == hash(b) and spec_to_dict(a) == spec_to_dict(b)
+    assert isinstance(a.tau, float) and isinstance(a.recipe.lr, float) and isinstance(a.recipe.weight_decay, float)
+    assert run_id(a, DATA) == run_id(b, DATA) == RunKey(a, DATA).id
+    assert run_id(StudentSpec(recipe=R, teachers=(T,), tau=2), DATA) != run_id(a, DATA)
+
+
+def test_a_key_resolves_the_automatic_choices_once(monkeypatch):
+    ds = synthetic_dataset(n_train=20, n_test=10)
+    student = StudentSpec(recipe=Recipe(epochs=300, batch_size=8, lr=0.05), teachers=(T,))
+    cpu = RunKey.of(student, ds, torch.device("cpu"))  # conftest: a CPU without native bf16
+    assert (cpu.precision, cpu.cached_logits) == ("fp32", True)  # 300 epochs: the cache pays ("auto")
+    assert RunKey.of(student, ds, torch.device("cuda")).precision == "bf16"  # a device that need not exist here
+    assert RunKey.of(student, ds, torch.device("cpu"), logit_cache="off").cached_logits is False
+    assert RunKey.of(T, ds, torch.device("cpu"), logit_cache="on").cached_logits is False  # teachers have none
+    assert cpu.teachers == (RunKey(T, ds.cache_key(), "fp32"),)  # same data and precision, no cache
+    assert cpu.data_key == ds.cache_key() and hash(cpu) == hash(RunKey.of(student, ds, torch.device("cpu")))
+
+
+def test_the_payload_is_what_is_stored_and_read_back():
+    key = RunKey(StudentSpec(recipe=R, teachers=(T,)), DATA, "bf16", True)
+    payload = key.payload()
+    assert payload["code_version"] == CODE_VERSION and payload["data"] == DATA
+    assert payload["variant"] == {"precision": "bf16", "teacher_logits": "cache-float16"}
+    assert RunKey.from_record(payload["spec"], payload["data"], payload["variant"]) == key
+    assert "variant" not in RunKey(T, DATA).payload()  # fp32, teachers on the fly: no variant
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(precision="auto"), r"RunKey.precision must be one of \('fp32', 'bf16'\)"),
+    (dict(cached_logits=True), "only a student's teacher logits"),
+])
+def test_a_key_holds_only_resolved_choices(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RunKey(T, DATA, **{"precision": "fp32", **kwargs})
+
+
+def test_spec_faults_are_found_at_construction():
+    with pytest.raises(ValueError, match="nesterov=True needs momentum > 0"):
+        Recipe(epochs=1, batch_size=8, lr=0.1, momentum=0)
+    assert Recipe(epochs=1, batch_size=8, lr=0.1, momentum=0, nesterov=False).momentum == 0.0
+    assert Recipe(epochs=1, batch_size=8, lr=0.1, optimizer="adam", momentum=0).optimizer == "adam"
+    with pytest.raises(ValueError, match="recipe must be a Recipe"):
+        TeacherSpec(recipe={"epochs": 1})
