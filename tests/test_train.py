@@ -223,15 +223,35 @@ def test_bf16_run_has_its_own_id_and_records_precision(synthetic, tmp_path):
     assert (fp32.info["precision"], bf16.info["precision"]) == ("fp32", "bf16")
     assert bf16.variant == {"precision": "bf16"}
     assert 0.0 <= bf16.metrics["test_acc"] <= 1.0 and bf16.history[-1]["train_loss"] > 0
-    # the history is measured in the run's precision, the final metrics in fp32: the same model's
-    # test accuracy in both, up to bf16 rounding of a few logits
+
+
+def test_history_is_measured_in_fp32_whatever_the_training_precision(synthetic, tmp_path, interrupted_at_step):
+    """The claims read the history (agreement's rise over the last fifth of training), so a bf16 run's
+    history entries are the same fp32 measurements as its final metrics: an entry mid-training equals
+    an fp32 evaluation of that epoch's checkpoint, and the last entry is the final metrics'."""
     from kdlib import evaluate as ev
-    model = bf16.load_model()
-    with autocast(torch.device("cpu"), "bf16"):
-        in_bf16 = kdata.Split(synthetic.test.x, synthetic.test.y)
-        history_acc = (ev.predict(model, in_bf16.x, torch.device("cpu")).argmax(1) == in_bf16.y).double().mean().item()
-    assert bf16.history[-1]["test_acc"] == pytest.approx(history_acc, abs=1e-12)
-    assert bf16.metrics["test_acc"] == pytest.approx(bf16.history[-1]["test_acc"], abs=0.05)
+    from kdlib import metrics as km
+    from kdlib.files import load_tensors
+    from kdlib.train import initial_model
+
+    cache = RunCache(tmp_path)
+    spec = TeacherSpec(recipe=Recipe(epochs=3, batch_size=20, lr=0.05, eval_every=1), seed=5)
+    # step 8: in epoch 2 (5 steps an epoch), so the checkpoint holds epoch 1's weights and history
+    interrupted_at_step(8, lambda: get_run(spec, synthetic, cache, device="cpu", progress=False, precision="bf16"))
+    rid = run_id(spec, synthetic.cache_key(), {"precision": "bf16"})
+    state = load_tensors(cache.folder(rid) / "checkpoint.pt")
+    model = initial_model(spec, synthetic.num_classes).to(memory_format=torch.channels_last)
+    model.load_state_dict(state["model"])
+    logits = ev.predict(model, synthetic.test.x, torch.device("cpu"))  # fp32
+    entry = state["history"][1]
+    assert entry["epoch"] == 1
+    assert entry["test_acc"] == km.accuracy(logits, synthetic.test.y)
+    assert entry["test_nll"] == pytest.approx(km.nll(logits, synthetic.test.y), rel=1e-6)
+
+    run = get_run(spec, synthetic, cache, device="cpu", progress=False, precision="bf16")
+    last = run.history[-1]
+    assert last["epoch"] == 3
+    assert (last["test_acc"], last["test_nll"]) == (run.metrics["test_acc"], run.metrics["test_nll"])
 
 
 def test_student_on_cached_logits_matches_on_the_fly_and_reuses_the_cache(small, tmp_path):
