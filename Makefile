@@ -32,7 +32,7 @@ $(BIN)/.installed-ray: $(BIN)/.installed
 
 setup-ray: $(BIN)/.installed-ray
 
-# The whole test suite, what CI runs (about 15 minutes on 2 CPU cores). Extra pytest flags:
+# The whole test suite, what CI runs (about 9 minutes of tests on 2 CPU cores). Extra pytest flags:
 # make test ARGS="-k cache". KDLIB_REQUIRE_RAY: the Ray tests fail rather than skip if Ray is missing.
 test: setup setup-ray test-deps
 	KDLIB_REQUIRE_RAY=1 $(BIN)/python -m pytest $(ARGS)
