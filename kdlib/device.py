@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 
 import torch
 
@@ -19,6 +20,15 @@ import torch
 # want on CUDA; the results agree with NCHW up to float rounding.
 CHANNELS_LAST = torch.channels_last
 PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def check_device_name(device) -> str:
+    """A device name as kdlib's entry points take it ('auto', 'cpu', 'cuda' or 'cuda:N'), checked by
+    its spelling alone: the device need not exist here (a Ray cluster's, or the one cached runs were
+    trained on)."""
+    if not (isinstance(device, str) and (device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", device))):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return device
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:

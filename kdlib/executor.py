@@ -33,6 +33,7 @@ import torch
 
 from kdlib import data as kdata
 from kdlib.cache import RunCache
+from kdlib.device import check_device_name
 from kdlib.identity import RunKey
 from kdlib.progress import Progress
 from kdlib.runs import (EXECUTORS, MissingRunsError, RunFailure, RunsFailedError, cached_runs,  # noqa: F401
@@ -105,8 +106,7 @@ class RayBackend:
 
     @classmethod
     def connect(cls, executor: str, device: str, gpus_per_run: float | None) -> "RayBackend":
-        if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
-            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+        check_device_name(device)  # the workers' device: it need not exist on the driver
         ray = _connect(executor)
         return cls(ray, _gpus_per_run(ray, gpus_per_run, device), device)
 

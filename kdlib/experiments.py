@@ -247,15 +247,15 @@ def open_experiment(scale: str = "reduced", data: str = "", device: str = "auto"
     from kdlib import data as kdata
     from kdlib.runs import check_executor
     from kdlib.scales import get_scale
-    from kdlib.device import resolve_device
+    from kdlib.device import check_device_name, resolve_device
 
     for name, value in (("scale", scale), ("data", data), ("device", device), ("executor", executor)):
         check_str(name, value)
     check_executor(executor)
     if train:
         resolve_device(device)  # without training, "cuda" only names the device the runs were made on
-    elif device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    else:
+        check_device_name(device)
     sc = get_scale(scale)
     source = data or kdata.default_source()
     if source != "torchvision" and not Path(source).expanduser().exists():

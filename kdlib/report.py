@@ -378,9 +378,12 @@ def _data_source(value: str) -> str:
 
 
 def _device(value: str) -> str:
-    if value in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", value):
-        return value
-    raise argparse.ArgumentTypeError(f"{value!r} is not a device; allowed: auto, cpu, cuda, cuda:N")
+    from kdlib.device import check_device_name
+
+    try:
+        return check_device_name(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a device; allowed: auto, cpu, cuda, cuda:N") from None
 
 
 def _executor(value: str) -> str:

@@ -31,9 +31,9 @@ import torch
 from kdlib import data as kdata
 from kdlib import train as ktrain
 from kdlib.cache import CorruptRunError, Run, RunCache
-from kdlib.checks import check_bool
+from kdlib.checks import check_bool, check_number
 from kdlib.config import Spec, StudentSpec, TeacherSpec
-from kdlib.device import resolve_device
+from kdlib.device import check_device_name, resolve_device
 from kdlib.identity import RunKey
 from kdlib.logit_cache import check_mode
 from kdlib.progress import Progress
@@ -233,9 +233,8 @@ def run_all(specs: Sequence[Spec], dataset: kdata.Dataset, *, executor: str = "i
     check_executor(executor)
     specs = _check_specs(specs)
     check_mode(logit_cache)
-    if gpus_per_run is not None and (isinstance(gpus_per_run, bool) or not isinstance(gpus_per_run, (int, float))
-                                     or not 0 <= gpus_per_run <= 1):
-        raise ValueError(f"gpus_per_run must be a number in [0, 1] or None (automatic), got {gpus_per_run!r}")
+    if gpus_per_run is not None:  # None: automatic (kdlib.executor)
+        check_number("gpus_per_run", gpus_per_run, 0, 1)
     cache = cache if cache is not None else RunCache()
     if executor == "inline":
         options = ktrain.TrainOptions(resolve_device(device), progress)
@@ -298,7 +297,7 @@ def cached_runs(specs: Sequence[Spec], dataset: kdata.Dataset, *, cache: RunCach
     with the same arguments gives them (`device` names where they were trained; it need not exist
     here). Raises MissingRunsError listing every run that is not there."""
     cache = cache if cache is not None else RunCache()
-    where = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
+    where = resolve_device(device) if device == "auto" else torch.device(check_device_name(device))
     runs, missing = [], []
     for spec in _check_specs(specs):
         key = RunKey.of(spec, dataset, where, precision, logit_cache)

@@ -172,6 +172,19 @@ def test_cached_runs_finds_what_run_all_trained_and_names_what_is_missing(synthe
     assert [r.id for r in found] == [r.id for r in trained]
 
 
+def test_cached_runs_of_a_numbered_cuda_device_have_that_device_s_keys(synthetic, tmp_path):
+    """cached_runs(device="cuda:1") looks for the runs run_all trained on that GPU ("auto" precision
+    is bf16 there), not for CPU ones, even on a machine without CUDA; a misspelt device is refused."""
+    from kdlib.executor import MissingRunsError, cached_runs, run_key
+    with pytest.raises(MissingRunsError) as e:
+        cached_runs([TEACHER], synthetic, cache=RunCache(tmp_path), device="cuda:1")
+    [(rid, _)] = e.value.missing
+    assert rid == run_key(TEACHER, synthetic, torch.device("cuda:1"))
+    assert rid != run_key(TEACHER, synthetic, torch.device("cpu"))
+    with pytest.raises(ValueError, match="device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'"):
+        cached_runs([TEACHER], synthetic, cache=RunCache(tmp_path), device="gpu")
+
+
 def _ray_task_pid(name: str = "ray::kdlib-run") -> int | None:
     """The pid of a Ray worker process executing a task of this name (its process title), if any."""
     for entry in os.listdir("/proc"):
