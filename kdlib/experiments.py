@@ -53,13 +53,23 @@ def ensemble_specs(scale: Scale) -> dict[int, list[StudentSpec]]:
 
 def initialisation_specs(scale: Scale, norm: str, lambdas: Sequence[float] | None = None
                          ) -> dict[float, list[StudentSpec]]:
-    """E3: for each lambda, students started at lam * teacher 0 + (1 - lam) * random (seeds
-    0..lambda_seeds-1), for the model with `norm`."""
+    """E3: for each lambda, students started at lam * teacher 0 + (1 - lam) * random, for the model
+    with `norm`: `lambda_seeds` students at every lambda below 1, one at lambda = 1 (shown, never
+    deciding). Each lambda has seeds of its own (`lambda_seed`), so the points of the curve are
+    independent runs: no two lambdas share a random initialisation or a data order, and the claim's
+    noise model treats them as independent (protocol §8)."""
     t0 = teachers(scale, norm)[0]
     recipe = scale.student_recipe(norm)
     return {float(lam): [StudentSpec(recipe=recipe, teachers=(t0,), norm=norm, init="interpolate", lam=float(lam),
-                                     seed=s) for s in range(scale.lambda_seeds)]
+                                     seed=lambda_seed(lam, s)) for s in range(scale.lambda_seeds if lam < 1 else 1)]
             for lam in (scale.lambdas if lambdas is None else lambdas)}
+
+
+def lambda_seed(lam: float, trial: int) -> int:
+    """E3's seed of trial `trial` at `lam`: 10000 * trial + 1000 * lam (lambda = 0.375, trial 1: 10375),
+    a function of the lambda itself, so a lambda keeps its runs whatever grid it is part of, and no
+    two (lambda, trial) pairs share a seed."""
+    return 10000 * trial + round(1000 * lam)
 
 
 def cka_specs(scale: Scale) -> dict[str, list[StudentSpec]]:

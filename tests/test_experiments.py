@@ -27,7 +27,10 @@ def test_plans_are_valid_and_share_runs(name):
         e3 = ex.initialisation_specs(sc, norm)
         assert list(e3) == [float(l) for l in sc.lambdas]
         assert all(s.lam == l and s.norm == norm and s.teachers[0].norm == norm for l, ss in e3.items() for s in ss)
-        assert all(len(ss) == sc.lambda_seeds for ss in e3.values())
+        assert all(len(ss) == (sc.lambda_seeds if l < 1 else 1) for l, ss in e3.items())
+        seeds = [s.seed for ss in e3.values() for s in ss]
+        assert len(seeds) == len(set(seeds)), "no two lambdas share a seed (independent points of the curve)"
+        assert ex.initialisation_specs(sc, norm, [0.3])[0.3] == e3.get(0.3, ex.initialisation_specs(sc, norm, [0.3])[0.3])
         assert e3[0.0][0].teachers[0] == ex.teachers(sc, norm)[0]
         assert e3[0.0][0].recipe == sc.student_recipe(norm)
     e4 = ex.cka_specs(sc)["teacher_init"]
