@@ -3,13 +3,16 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # `make report` parameters: the scale (tiny, reduced, paper), the CIFAR-100 source, the device
-# (auto, cpu, cuda) and the executor. DATA: $KDLIB_DATA if set, else the offline copy beside the
-# project (../shared/data/cifar100-jpg.tar.gz) if there is one, else empty: torchvision's download.
+# (auto, cpu, cuda), the executor and the draw of seeds. DATA empty (the default): kdlib-report uses
+# kdlib.data.default_source(), the one rule ($KDLIB_DATA if set, else the offline copy
+# ../shared/data/cifar100-jpg.tar.gz if it exists, else torchvision's download), which
+# `python -m kdlib.claims` applies too. SEED_BASE: run seeds are 100000 * SEED_BASE + local seed
+# (0: the usual runs; another base, a disjoint draw).
 SCALE ?= reduced
-OFFLINE_COPY := ../shared/data/cifar100-jpg.tar.gz
-DATA ?= $(or $(KDLIB_DATA),$(wildcard $(OFFLINE_COPY)))
+DATA ?=
 DEVICE ?= auto
 EXECUTOR ?= inline
+SEED_BASE ?= 0
 # The exact versions CI tested (`make lock` refreshes them); pyproject.toml keeps the ranges.
 CONSTRAINTS := constraints.txt
 
@@ -52,9 +55,10 @@ $(ASSETS): book/vendor-src/package.json book/vendor-src/package-lock.json book/v
 assets: $(ASSETS)
 
 # The whole report: execute every notebook (kdlib-report), then build the book.
-# e.g. make report SCALE=tiny DATA=../shared/data/cifar100-jpg.tar.gz
+# e.g. make report SCALE=tiny DATA=../shared/data/cifar100-jpg.tar.gz SEED_BASE=1
 report: setup assets
-	$(BIN)/kdlib-report --scale "$(SCALE)" --data "$(DATA)" --device "$(DEVICE)" --executor "$(EXECUTOR)"
+	$(BIN)/kdlib-report --scale "$(SCALE)" --data "$(DATA)" --device "$(DEVICE)" --executor "$(EXECUTOR)" \
+		--seed-base "$(SEED_BASE)"
 
 # Rebuild the book from the executed notebooks already in book/executed/ (executes nothing; refuses
 # notebooks whose execution failed).

@@ -328,11 +328,12 @@ def median_ratio(a: list[float], b: list[float]) -> float:
 # The command
 
 def default_data() -> str:
-    """$KDLIB_DATA, else the offline copy beside the repository (../shared/data), else synthetic."""
-    if os.environ.get("KDLIB_DATA"):
-        return os.environ["KDLIB_DATA"]
-    local = REPO.parent / "shared" / "data" / "cifar100-jpg.tar.gz"
-    return os.path.relpath(local) if local.exists() else "synthetic"  # relative: no machine paths in reports
+    """kdlib.data.default_source(), the one rule ($KDLIB_DATA, else the offline copy
+    ../shared/data/cifar100-jpg.tar.gz from the repository root, where `python -m benchmarks...` runs),
+    with synthetic pixels in place of its fallback, torchvision's download. The path stays relative:
+    no machine paths in reports."""
+    source = kdata.default_source()
+    return "synthetic" if source == "torchvision" and not os.environ.get("KDLIB_DATA") else source
 
 
 def load_data(source: str, images: int) -> kdata.Dataset:
@@ -370,8 +371,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--data", default=None, help="CIFAR-100 source (default: $KDLIB_DATA, else "
-                   "../shared/data/cifar100-jpg.tar.gz beside the repository, else synthetic pixels)")
+    p.add_argument("--data", default=None, help="CIFAR-100 source (default: kdlib.data.default_source(), "
+                   "$KDLIB_DATA, else ../shared/data/cifar100-jpg.tar.gz if it exists, else synthetic pixels)")
     p.add_argument("--json", default=None, help="write the results to this JSON file")
     p.add_argument("--images", type=int, default=2560, help="training images (class-balanced)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (the median is over them)")

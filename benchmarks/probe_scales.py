@@ -109,7 +109,9 @@ def probe(c: Candidate, source: str, cache: RunCache) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.probe_scales", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=kdata.default_source(), help="CIFAR-100 source (default $KDLIB_DATA)")
+    parser.add_argument("--data", default=kdata.default_source(),
+                        help="CIFAR-100 source (default: kdlib.data.default_source(): $KDLIB_DATA, else "
+                             "../shared/data/cifar100-jpg.tar.gz if it exists, else torchvision)")
     parser.add_argument("--only", nargs="+", choices=[c.name for c in CANDIDATES], help="probe only these")
     parser.add_argument("--json", type=Path, help="write the rows (and the machine) here")
     parser.add_argument("--doc", type=Path, help="rewrite the table between the probes markers of this Markdown file")

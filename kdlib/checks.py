@@ -56,6 +56,11 @@ def check_tau(tau) -> float:
     return check_number("tau", tau, 0.0, low_open=True)
 
 
+def check_seed_base(value) -> int:
+    """A draw of seeds (kdlib.scales.Scale.seed_base): an int >= 0."""
+    return check_int("seed_base", value, 0)
+
+
 def check_choice(name: str, value, allowed: tuple):
     if not isinstance(value, str) or value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")

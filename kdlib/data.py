@@ -49,9 +49,25 @@ def kdlib_home() -> Path:
     return Path(os.environ.get("KDLIB_HOME") or "~/.cache/kdlib").expanduser()
 
 
+# The project's offline copy of CIFAR-100, relative to the repository root: the repository's parent
+# folder holds shared/ (shared/data/README.md).
+OFFLINE_COPY = "../shared/data/cifar100-jpg.tar.gz"
+
+
 def default_source() -> str:
-    """The data source a notebook should use: $KDLIB_DATA (a local copy) or "torchvision"."""
-    return os.environ.get("KDLIB_DATA") or "torchvision"
+    """The data source used when none is named (notebooks, kdlib-report, `make report`,
+    `python -m kdlib.claims`, the benchmarks, the real-data tests): the one rule.
+
+    $KDLIB_DATA if set (non-empty), else the offline copy OFFLINE_COPY if that file exists relative
+    to the current directory (run from the repository root), else "torchvision" (the download).
+    The path comes back as given, relative, so messages and records stay machine-independent.
+    """
+    env = os.environ.get("KDLIB_DATA")
+    if env:
+        return env
+    if Path(OFFLINE_COPY).is_file():
+        return OFFLINE_COPY
+    return "torchvision"
 
 
 @dataclass(frozen=True)

@@ -21,33 +21,45 @@ from kdlib.checks import check_number, check_str  # noqa: F401  (check_number: t
 from kdlib.cache import Run
 from kdlib.config import StudentSpec, TeacherSpec
 from kdlib.losses import ensemble_logits
-from kdlib.scales import Scale
+from kdlib.scales import SEED_STRIDE, Scale
 
 
 # ---------------------------------------------------------------------------------------------
 # Run plans. A setting that a claim compares has `scale.seeds` students (trial ids 0..seeds-1),
 # so that the claims can judge differences against the spread over seeds (kdlib.claims).
+# The seeds below are local: each spec's seed is run_seed(scale, local seed), which is the local
+# seed itself at seed_base 0.
 
 MIXUP = "tau=4 + MixUp"  # E5's MixUp setting, in temperature_specs
 
 
+def run_seed(scale: Scale, local_seed: int) -> int:
+    """The seed of local seed `local_seed` under `scale`'s draw of seeds:
+    SEED_STRIDE * scale.seed_base + local_seed (local_seed itself at seed_base 0; any two bases give
+    disjoint seeds, since every local seed stays below SEED_STRIDE)."""
+    assert 0 <= local_seed < SEED_STRIDE, f"local seed {local_seed} outside [0, {SEED_STRIDE})"
+    return SEED_STRIDE * scale.seed_base + local_seed
+
+
 def teachers(scale: Scale, norm: str = "batch") -> list[TeacherSpec]:
-    """E0: the teacher pool, seeds 0..n-1 (E3 uses seed 0 of the `norm` model)."""
-    return [TeacherSpec(recipe=scale.teacher_recipe(norm), seed=i, norm=norm) for i in range(scale.n_teachers)]
+    """E0: the teacher pool, local seeds 0..n-1 (E3 uses the first of the `norm` model)."""
+    return [TeacherSpec(recipe=scale.teacher_recipe(norm), seed=run_seed(scale, i), norm=norm)
+            for i in range(scale.n_teachers)]
 
 
 def self_distillation_specs(scale: Scale, tau: float = 4.0) -> list[StudentSpec]:
-    """E1: students of teacher 0 with seeds 0..k-1 (trial ids)."""
+    """E1: students of teacher 0 with local seeds 0..k-1 (trial ids)."""
     t0 = teachers(scale)[0]
-    return [StudentSpec(recipe=scale.student, teachers=(t0,), seed=s, tau=tau)
+    return [StudentSpec(recipe=scale.student, teachers=(t0,), seed=run_seed(scale, s), tau=tau)
             for s in range(scale.self_distill_students)]
 
 
 def ensemble_specs(scale: Scale) -> dict[int, list[StudentSpec]]:
-    """E2: for each ensemble size m, students of the first m teachers (seeds 0..seeds-1; m = 1 are
-    E1's students)."""
+    """E2: for each ensemble size m, students of the first m teachers (local seeds 0..seeds-1; m = 1
+    are E1's students)."""
     pool = teachers(scale)
-    return {m: [StudentSpec(recipe=scale.student, teachers=tuple(pool[:m]), seed=s) for s in range(scale.seeds)]
+    return {m: [StudentSpec(recipe=scale.student, teachers=tuple(pool[:m]), seed=run_seed(scale, s))
+                for s in range(scale.seeds)]
             for m in scale.ensemble_sizes}
 
 
@@ -61,14 +73,15 @@ def initialisation_specs(scale: Scale, norm: str, lambdas: Sequence[float] | Non
     t0 = teachers(scale, norm)[0]
     recipe = scale.student_recipe(norm)
     return {float(lam): [StudentSpec(recipe=recipe, teachers=(t0,), norm=norm, init="interpolate", lam=float(lam),
-                                     seed=lambda_seed(lam, s)) for s in range(scale.lambda_seeds if lam < 1 else 1)]
+                                     seed=run_seed(scale, lambda_seed(lam, s)))
+                         for s in range(scale.lambda_seeds if lam < 1 else 1)]
             for lam in (scale.lambdas if lambdas is None else lambdas)}
 
 
 def lambda_seed(lam: float, trial: int) -> int:
-    """E3's seed of trial `trial` at `lam`: 10000 * trial + 1000 * lam (lambda = 0.375, trial 1: 10375),
-    a function of the lambda itself, so a lambda keeps its runs whatever grid it is part of, and no
-    two (lambda, trial) pairs share a seed."""
+    """E3's local seed of trial `trial` at `lam`: 10000 * trial + 1000 * lam (lambda = 0.375, trial 1:
+    10375), a function of the lambda itself, so a lambda keeps its runs whatever grid it is part of,
+    and no two (lambda, trial) pairs share a seed (run_seed puts it in the scale's draw)."""
     return 10000 * trial + round(1000 * lam)
 
 
@@ -76,18 +89,19 @@ def cka_specs(scale: Scale) -> dict[str, list[StudentSpec]]:
     """E4: random-init students (E1's) and students started from the teacher's initial weights."""
     t0 = teachers(scale)[0]
     return {"random": self_distillation_specs(scale),
-            "teacher_init": [StudentSpec(recipe=scale.student, teachers=(t0,), init="teacher_init", seed=s)
-                             for s in range(scale.seeds)]}
+            "teacher_init": [StudentSpec(recipe=scale.student, teachers=(t0,), init="teacher_init",
+                                         seed=run_seed(scale, s)) for s in range(scale.seeds)]}
 
 
 def temperature_specs(scale: Scale, taus: Sequence[float] | None = None) -> dict[str, list[StudentSpec]]:
     """E5: students of the largest ensemble at each tau, and at tau 4 with MixUp (seeds each)."""
     pool = tuple(teachers(scale)[:max(scale.ensemble_sizes)])
-    specs = {f"tau={tau:g}": [StudentSpec(recipe=scale.student, teachers=pool, tau=float(tau), seed=s)
-                              for s in range(scale.seeds)]
+    specs = {f"tau={tau:g}": [StudentSpec(recipe=scale.student, teachers=pool, tau=float(tau),
+                                          seed=run_seed(scale, s)) for s in range(scale.seeds)]
              for tau in (scale.taus if taus is None else taus)}
     mixup = dataclasses.replace(scale.student, mixup=True)
-    specs[MIXUP] = [StudentSpec(recipe=mixup, teachers=pool, tau=4.0, seed=s) for s in range(scale.seeds)]
+    specs[MIXUP] = [StudentSpec(recipe=mixup, teachers=pool, tau=4.0, seed=run_seed(scale, s))
+                    for s in range(scale.seeds)]
     return specs
 
 
@@ -97,7 +111,7 @@ def optimiser_specs(scale: Scale) -> dict[str, list[StudentSpec]]:
     sgd = dataclasses.replace(scale.student, weight_decay=0.0)
     long = dataclasses.replace(sgd, epochs=sgd.epochs * scale.long_factor)
     adam = dataclasses.replace(sgd, optimizer="adam", lr=scale.adam_lr)
-    return {name: [StudentSpec(recipe=r, teachers=(t0,), seed=s) for s in range(scale.seeds)]
+    return {name: [StudentSpec(recipe=r, teachers=(t0,), seed=run_seed(scale, s)) for s in range(scale.seeds)]
             for name, r in ((f"SGD, {sgd.epochs} epochs", sgd), (f"SGD, {long.epochs} epochs", long),
                             (f"Adam (lr {scale.adam_lr:g}), {adam.epochs} epochs", adam))}
 
@@ -248,10 +262,12 @@ class Experiment:
 
 
 def open_experiment(scale: str = "reduced", data: str = "", device: str = "auto",
-                    executor: str = "inline", train: bool = True) -> Experiment:
+                    executor: str = "inline", seed_base: int = 0, train: bool = True) -> Experiment:
     """Validate a notebook's parameters and load its data.
 
-    data: "" means `kdlib.data.default_source()` ($KDLIB_DATA, else torchvision's download).
+    data: "" means `kdlib.data.default_source()` ($KDLIB_DATA, else the offline copy
+    ../shared/data/cifar100-jpg.tar.gz if there is one, else torchvision's download).
+    seed_base: the draw of seeds the plans use (kdlib.scales.Scale.seed_base; 0: the usual seeds).
     Each bad parameter raises a ValueError (or FileNotFoundError) that names it.
     """
     from kdlib import data as kdata
@@ -261,17 +277,18 @@ def open_experiment(scale: str = "reduced", data: str = "", device: str = "auto"
 
     for name, value in (("scale", scale), ("data", data), ("device", device), ("executor", executor)):
         check_str(name, value)
+    sc = get_scale(scale, seed_base)
     check_executor(executor)
     if train:
         resolve_device(device)  # without training, "cuda" only names the device the runs were made on
     else:
         check_device_name(device)
-    sc = get_scale(scale)
     source = data or kdata.default_source()
     if source != "torchvision" and not Path(source).expanduser().exists():
         name = "data" if data else "$KDLIB_DATA"
-        raise FileNotFoundError(f"{name}={source!r} does not exist; allowed: '' ($KDLIB_DATA, else "
-                                "torchvision's download), 'torchvision', or the path of a CIFAR-100 "
-                                "class-folder tree or .tar.gz of one")
+        raise FileNotFoundError(f"{name}={source!r} does not exist; allowed: '' (kdlib.data.default_source(): "
+                                f"$KDLIB_DATA, else {kdata.OFFLINE_COPY} if it exists, else torchvision's "
+                                "download), 'torchvision', or the path of a CIFAR-100 class-folder tree or "
+                                ".tar.gz of one")
     dataset = kdata.load(sc.data_spec(source))
     return Experiment(scale=sc, dataset=dataset, device=device, executor=executor, train=train)

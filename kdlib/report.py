@@ -1,14 +1,14 @@
 """The report runner: execute every notebook with papermill, then build the book.
 
-    kdlib-report [--scale reduced] [--data SRC] [--device auto] [--executor inline] [--out DIR]
-                 [--only NAME ...] [--no-build | --build-only] [--no-progress]
+    kdlib-report [--scale reduced] [--data SRC] [--device auto] [--executor inline] [--seed-base 0]
+                 [--out DIR] [--only NAME ...] [--no-build | --build-only] [--no-progress]
     (python -m kdlib.report takes the same options; `make report` calls it.)
 
 The report's sources (book/: pages, configuration, notebooks) ship with kdlib as `kdlib.book`.
 `--out DIR` builds the report in DIR (its sources are copied there first); in a checkout the default
 is the checkout's own book/. For each name in NOTEBOOKS (dependency order) the runner
 1. reads the jupytext text file <book>/notebooks/<name>.py,
-2. executes it with papermill, injecting the parameters scale, data, device and executor, on a
+2. executes it with papermill, injecting the parameters scale, data, device, executor and seed_base, on a
    kernel that runs this interpreter (sys.executable: the .venv's Python, whatever kernelspecs are
    installed globally), with the notebooks folder as working directory (as Jupyter would),
 3. writes <book>/executed/<name>.ipynb with its outputs and widget state (what the static page
@@ -55,6 +55,7 @@ from traitlets import default
 from kdlib import data as kdata
 from kdlib import progress as kprogress
 from kdlib import scales
+from kdlib.checks import check_seed_base
 from kdlib.files import write_json
 
 # Every notebook, in execution order: later notebooks reuse earlier ones' cached runs.
@@ -134,14 +135,16 @@ class Parameters:
     data: str = ""            # a CIFAR-100 source; "" = kdlib.data.default_source()
     device: str = "auto"      # "auto", "cpu" or "cuda"
     executor: str = "inline"  # how runs are trained (kdlib.executor)
+    seed_base: int = 0        # the draw of seeds (kdlib.scales.Scale.seed_base; 0: the usual seeds)
 
-    def resolved(self) -> dict[str, str]:
+    def resolved(self) -> dict[str, str | int]:
         """The values as notebooks receive them: the data source explicit and, for a local copy,
         absolute (the kernel runs in the notebooks folder, not where the command was typed)."""
         source = self.data or kdata.default_source()
         if source != "torchvision":
             source = str(Path(source).expanduser().resolve())
-        return {"scale": self.scale, "data": source, "device": self.device, "executor": self.executor}
+        return {"scale": self.scale, "data": source, "device": self.device, "executor": self.executor,
+                "seed_base": self.seed_base}
 
 
 def _plain(text: str) -> str:
@@ -165,7 +168,7 @@ def _progress_channel(path: Path, prefix: str, show: bool):
         Path(path).unlink(missing_ok=True)
 
 
-def execute_notebook(source: Path, output: Path, parameters: dict[str, str], progress: bool = True,
+def execute_notebook(source: Path, output: Path, parameters: dict[str, str | int], progress: bool = True,
                      prefix: str = "") -> float:
     """Execute the jupytext file `source` into the notebook `output`; returns the seconds it took.
 
@@ -329,7 +332,7 @@ def run_report(params: Parameters = Parameters(), only: Sequence[str] | None = N
     progress:  show training progress on stdout while a notebook runs.
     Returns the built index.html (None with build=False). Raises ReportError on a failure.
     """
-    scales.get_scale(params.scale)  # a bad scale name fails here, before any kernel starts
+    scales.get_scale(params.scale, params.seed_base)  # a bad scale or seed_base fails here, before any kernel
     names = list(NOTEBOOKS) if not only else [n for n in NOTEBOOKS if n in set(only)]
     unknown = sorted(set(only or ()) - set(NOTEBOOKS))
     if unknown:
@@ -351,7 +354,7 @@ def run_report(params: Parameters = Parameters(), only: Sequence[str] | None = N
         print(f"{step} ...", flush=True)
         seconds = execute_notebook(notebooks / f"{name}.py", executed / f"{name}.ipynb", values, progress, step)
         print(f"{step} done in {seconds:.1f} s", flush=True)
-        timings[name] = {"seconds": round(seconds, 1), "scale": params.scale}
+        timings[name] = {"seconds": round(seconds, 1), "scale": params.scale, "seed_base": params.seed_base}
         write_json(timings_file, timings)  # atomically: a reader never sees half a file
     print(f"executed {len(names)} notebook(s) in {time.perf_counter() - total:.1f} s", flush=True)
     if not build:
@@ -360,6 +363,10 @@ def run_report(params: Parameters = Parameters(), only: Sequence[str] | None = N
     if mixed:
         print(f"note: the book mixes scales; these notebooks were last executed at another scale: {mixed}",
               flush=True)
+    draws = {n: t.get("seed_base", 0) for n, t in timings.items() if t.get("seed_base", 0) != params.seed_base}
+    if draws:
+        print(f"note: the book mixes draws of seeds; these notebooks were last executed at another seed_base: "
+              f"{draws}", flush=True)
     start = time.perf_counter()
     index = build_book(book, strict=strict)
     print(f"book built in {time.perf_counter() - start:.1f} s", flush=True)
@@ -374,7 +381,16 @@ def _data_source(value: str) -> str:
     if value in ("", "torchvision") or Path(value).expanduser().exists():
         return value
     raise argparse.ArgumentTypeError(f"{value!r} does not exist; allowed: 'torchvision', the path of a CIFAR-100 "
-                                     "class-folder tree or .tar.gz of one, or '' ($KDLIB_DATA, else torchvision)")
+                                     "class-folder tree or .tar.gz of one, or '' (kdlib.data.default_source(): "
+                                     f"$KDLIB_DATA, else {kdata.OFFLINE_COPY} if it exists, else torchvision)")
+
+
+def _seed_base(value: str) -> int:
+    try:
+        return check_seed_base(int(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a seed base; allowed: an int >= 0 (0: the usual "
+                                         f"seeds; N: seeds {scales.SEED_STRIDE} * N + 0, 1, ...)") from None
 
 
 def _device(value: str) -> str:
@@ -404,11 +420,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", default="reduced", choices=tuple(scales.SCALES),
                    help="how much data and how many epochs (kdlib.scales; default: reduced)")
     p.add_argument("--data", default="", type=_data_source,
-                   help='CIFAR-100 source: "torchvision", a class-folder tree or .tar.gz (default: $KDLIB_DATA, '
+                   help='CIFAR-100 source: "torchvision", a class-folder tree or .tar.gz (default, or "": '
+                        f'kdlib.data.default_source(): $KDLIB_DATA, else {kdata.OFFLINE_COPY} if it exists, '
                         'else "torchvision")')
     p.add_argument("--device", default="auto", type=_device, help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--executor", default="inline", type=_executor,
                    help="inline (default), ray, ray://HOST:PORT or ray:ADDRESS (kdlib.executor)")
+    p.add_argument("--seed-base", default=0, type=_seed_base,
+                   help=f"the draw of seeds: every run's seed is {scales.SEED_STRIDE} * N + its local seed "
+                        "(default 0: the usual seeds; another N gives runs that no other draw shares)")
     p.add_argument("--out", type=Path, default=BOOK if IN_CHECKOUT else None,
                    help="the folder to build the report in; its sources are copied there first (default: the "
                         "checkout's book/; required when kdlib is installed outside a checkout)")
@@ -431,7 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--out is required when kdlib is installed outside a checkout (the folder to build the report in)")
     if args.notebooks is not None and not args.notebooks.is_dir():
         p.error(f"--notebooks {str(args.notebooks)!r} is not a folder")
-    params = Parameters(scale=args.scale, data=args.data, device=args.device, executor=args.executor)
+    params = Parameters(scale=args.scale, data=args.data, device=args.device, executor=args.executor,
+                        seed_base=args.seed_base)
     try:
         book = prepare_book(args.out)
         if args.build_only:

@@ -1,14 +1,23 @@
 """Named scales: how much data and how many epochs each experiment uses (protocol §4, §7).
 
-Defined here once; notebooks, tests and benchmarks pick one by name.
+Defined here once; notebooks, tests and benchmarks pick one by name. `get_scale(name, seed_base)`
+also picks the draw of seeds: every run's seed is `SEED_STRIDE * seed_base + local seed`
+(kdlib.experiments.run_seed), so base 0 is the report's usual runs and each other base a fresh,
+disjoint set of them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
+from kdlib.checks import check_seed_base
 from kdlib.config import Recipe
 from kdlib.data import DataSpec
+
+# run seeds are SEED_STRIDE * seed_base + local seed, every local seed below SEED_STRIDE: two draws
+# (seed bases) never share a seed
+SEED_STRIDE = 100_000
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,12 @@ class Scale:
     # students' teacher logits (kdlib.logit_cache.use_logit_cache): "shared" where the students of
     # each teacher set together train long enough for one stored cache to pay
     logit_cache: str = "auto"
+    # which draw of seeds the plans use: run seeds are SEED_STRIDE * seed_base + local seed
+    # (kdlib.experiments.run_seed); 0 = the report's usual seeds
+    seed_base: int = 0
+
+    def __post_init__(self):
+        check_seed_base(self.seed_base)
 
     def data_spec(self, source: str = "torchvision") -> DataSpec:
         return DataSpec(source=source, train_per_class=self.train_per_class, test_per_class=self.test_per_class,
@@ -87,11 +102,12 @@ SCALES = {
 }
 
 
-def get_scale(name: str) -> Scale:
-    """The named scale; an unknown name raises a ValueError listing the known ones."""
+def get_scale(name: str, seed_base: int = 0) -> Scale:
+    """The named scale, with its plans' seeds drawn from `seed_base` (0: the usual seeds); an unknown
+    name raises a ValueError listing the known ones, a bad seed_base one saying what it may be."""
     if name not in SCALES:
         raise ValueError(f"scale must be one of {tuple(SCALES)}, got {name!r}")
-    return SCALES[name]
+    return dataclasses.replace(SCALES[name], seed_base=check_seed_base(seed_base))
 
 
 def probe_table(path) -> str:

@@ -1,61 +1,77 @@
-"""The noise a claim is judged against: a paired bootstrap over images and over seeds (protocol §8).
+"""The noise a claim is judged against: variance components over seeds and images (protocol §8).
 
-A claim compares settings (students at tau 1 and at tau 4, say), each a group of runs. What we
-measure of a run is a mean over images (agreement, accuracy, KL per image) or a number per run
-(CKA). Two things make a measured difference uncertain:
+The unit of replication is a training run; the test images are nested in the runs. A setting's
+per-image values (1.0 where a student agrees with its teacher, its KL on an image, ...) follow
 
-- the images: another test set of the same size would give other numbers. Every replicate
-  resamples the images with replacement, the same images for every run (paired: a difference
-  between two runs on the same images has far less noise than either number alone);
-- the seeds: another seed gives another network. Where a group holds several runs (seeds, a
-  sample of the setting), every replicate also resamples them, with the small-sample correction
-  that gives the resampled mean the variance s^2 / n of the usual standard error (a plain
-  bootstrap of n values has (n - 1) / n of it: half, for two seeds). A group of one run, or a run
-  that is itself the object of the claim (the teacher a student is compared with), is kept fixed.
+    y[r, i] = mu + a[r] + b[i] + e[r, i]
 
-`bootstrap` returns the statistic on the data as measured with a 95 % percentile interval over
-REPLICATES replicates; `Interval.position` says whether the interval lies above, below or around a
-threshold, which is how every claim turns numbers into a verdict (kdlib.claims). The replicates
-come from a fixed seed, so a verdict is a function of the runs alone.
+with a[r] the run's own effect (its seed's initial weights and data order), b[i] the image's and
+e[r, i] what is left, the run's luck on that image. A claim's statistic is a function `f` of some
+settings' means (a difference, a ratio, a width read off a curve). Linearised at the measured
+means (a numerical gradient), its error is a weighted sum of the groups' errors, whose variance
+has two parts:
+
+- **seeds.** Runs come in *units*, independent draws of whatever a seed decides: one run, or the
+  runs that share a seed's initial weights and data order across settings (seed pairing, `block`),
+  or one run's several metrics (its agreement and its KL). Within a block the linearised unit
+  values w[u] = sum_g grad_g * mean_g[u] are independent and identically distributed, so
+  Var_u(w) / U estimates their part, with U - 1 degrees of freedom. This already holds the
+  interaction e averaged over the test set.
+- **images.** Another test set of the same size would give other numbers. Per image, the
+  linearised value q[i] = sum_g grad_g * mean over g's runs of y[., i] varies by Var(b-part) plus
+  the interaction averaged over each block's runs, which the seed part already counts: that share
+  (the two-way residual variance of units x images, over U) is taken out, so no noise is counted
+  twice. A `fixed` group (the one teacher a claim speaks of) is not a sample of seeds: its values
+  are part of the images' share, whole.
+
+The interval is estimate ± t * se with the t quantile at the Welch-Satterthwaite degrees of
+freedom of the two parts. With 2 or 3 seeds and the seed part dominant, t is large (12.7 at one
+degree of freedom): the interval is as wide as the runs allow, and the coverage test
+(tests/test_stats.py) shows it covers 95 % at 2, 3 and 5 seeds. A block of one unit has no seed
+variance to estimate: its interval is infinite (serialised as null), and the claim inconclusive.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import stats as _sp
 
-CONFIDENCE = 0.95   # two-sided percentile interval
-REPLICATES = 2000   # bootstrap replicates
-SEED = 20211206     # of the replicates' generator (NeurIPS 2021's first day), fixed: verdicts are reproducible
-_CHUNK = 250        # replicates per block: (block, images) weights stay small at 50,000 images
-
-POSITIONS = ("above", "below", "within")
+CONFIDENCE = 0.95  # two-sided
 
 
 @dataclass(frozen=True)
 class Group:
     """The runs of one setting, as the values a statistic is computed from.
 
-    values: (runs, images) per-image values (e.g. 1.0 where two models agree), or (runs,) one
-        number per run (e.g. CKA, which is not a mean over images).
-    fixed: True when the runs are not a sample of seeds (a single teacher the students are
-        compared with): they are never resampled, only their images are.
-    setting: groups that name the same setting hold different values of the same runs (in the same
-        order: the agreement and the KL of one set of students, say); a replicate then draws the
-        same seeds for all of them. None: this group's own runs.
+    values: (runs, images) per-image values, or (runs,) one number per run (e.g. CKA).
+    units: the unit each run belongs to (e.g. its seed); None: each run is a unit of its own.
+    block: groups naming the same block share units: their runs with the same unit label are one
+        draw (students of one seed in two settings, or two metrics of the same runs). None: a block
+        of its own. Every group of a block has the same unit labels, each with as many runs.
+    fixed: not a sample of seeds (the teacher a claim speaks of): only its images are noise.
     """
 
     values: np.ndarray
+    units: tuple[Hashable, ...] | None = None
+    block: str | None = None
     fixed: bool = False
-    setting: str | None = None
 
     def __post_init__(self):
         v = np.asarray(self.values, dtype=np.float64)
         if v.ndim not in (1, 2) or v.shape[0] == 0 or (v.ndim == 2 and v.shape[1] == 0):
             raise ValueError(f"values must be (runs,) or (runs, images) with at least one of each, got shape {v.shape}")
         object.__setattr__(self, "values", v)
+        units = tuple(range(v.shape[0])) if self.units is None else tuple(self.units)
+        if len(units) != v.shape[0]:
+            raise ValueError(f"units must name one unit per run: {v.shape[0]} runs, {len(units)} units")
+        counts = {u: units.count(u) for u in units}
+        if len(set(counts.values())) > 1:
+            raise ValueError(f"units must hold equally many runs each, got {counts}")
+        object.__setattr__(self, "units", units)
 
     @property
     def runs(self) -> int:
@@ -66,100 +82,246 @@ class Group:
         return self.values.ndim == 2
 
     @property
-    def resampled(self) -> bool:
-        """Whether the replicates resample this group's runs (seeds)."""
-        return not self.fixed and self.runs > 1
+    def labels(self) -> list:
+        """The unit labels, in first-seen order."""
+        return list(dict.fromkeys(self.units))
+
+    def unit_means(self) -> np.ndarray:
+        """(units, images) or (units,): the mean of each unit's runs, in `labels` order."""
+        idx = np.asarray([[i for i, u in enumerate(self.units) if u == lab] for lab in self.labels])
+        return self.values[idx].mean(axis=1)
 
 
 @dataclass(frozen=True)
 class Interval:
-    """A statistic as measured (`estimate`) and its bootstrap distribution's summary."""
+    """A statistic as measured, its standard error and degrees of freedom, and its 95 % interval.
+
+    se: sqrt(seed part + image part); df: Welch-Satterthwaite degrees of freedom (inf when the
+    image part is all there is); seeds / images: the two variance parts (in the statistic's units
+    squared); units: the units of each block that contributed."""
 
     estimate: float
-    low: float    # (1 - CONFIDENCE) / 2 quantile of the replicates
-    high: float   # (1 + CONFIDENCE) / 2 quantile
-    se: float     # standard deviation of the replicates
+    se: float
+    df: float
+    seeds: float = 0.0
+    images: float = 0.0
+    units: Mapping[str, int] = field(default_factory=dict)
+    components: tuple[tuple[float, float], ...] = ()  # (variance, degrees of freedom) of each part
 
-    def position(self, threshold: float = 0.0) -> str:
-        """"above" when the whole interval lies above `threshold`, "below" when below it, else "within"."""
-        if self.low > threshold:
+    def half_width(self, confidence: float = CONFIDENCE) -> float:
+        """sqrt(sum_j t_j^2 * v_j): each variance part with the t quantile of its own degrees of
+        freedom (Banerjee's interval: never liberal, exact when one part is all there is)."""
+        if not (math.isfinite(self.se) and math.isfinite(self.estimate)):
+            return math.inf
+        parts = self.components or ((self.se ** 2, self.df),)
+        q = 0.5 + confidence / 2
+        return math.sqrt(sum(v * (_sp.t.ppf(q, d) if math.isfinite(d) else _sp.norm.ppf(q)) ** 2
+                             for v, d in parts if v > 0))
+
+    def bounds(self, confidence: float = CONFIDENCE) -> tuple[float, float]:
+        """The two-sided `confidence` interval (infinite without a variance estimate)."""
+        h = self.half_width(confidence)
+        if not math.isfinite(h):
+            return -math.inf, math.inf
+        return self.estimate - h, self.estimate + h
+
+    @property
+    def low(self) -> float:
+        return self.bounds()[0]
+
+    @property
+    def high(self) -> float:
+        return self.bounds()[1]
+
+    def position(self, boundary: float = 0.0, confidence: float = CONFIDENCE) -> str:
+        """"above" when the whole interval lies above `boundary`, "below" when below it, else "within"."""
+        low, high = self.bounds(confidence)
+        if low > boundary:
             return "above"
-        if self.high < threshold:
+        if high < boundary:
             return "below"
         return "within"
 
-    def scaled(self, factor: float) -> "Interval":
-        """The same interval in other units (e.g. x 100 for percentage points)."""
-        lo, hi = sorted((self.low * factor, self.high * factor))
-        return Interval(self.estimate * factor, lo, hi, abs(self.se * factor))
-
     def text(self, digits: int = 2, unit: str = "") -> str:
-        """'3.10 [1.20, 5.00]' (the estimate and its 95 % interval)."""
-        return f"{self.estimate:.{digits}f}{unit} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+        """'3.10 [1.20, 5.00]' (the estimate and its 95 % interval; 'inf' where it has no bound)."""
+        low, high = self.bounds()
+        return f"{self.estimate:.{digits}f}{unit} [{_num(low, digits)}, {_num(high, digits)}]"
+
+    def to_json(self) -> dict:
+        """Valid JSON (no Infinity or NaN: a missing bound is null)."""
+        low, high = self.bounds()
+        return {"estimate": finite(self.estimate), "interval": [finite(low), finite(high)], "se": finite(self.se),
+                "df": finite(self.df), "variance": {"seeds": finite(self.seeds), "images": finite(self.images)},
+                "units": dict(self.units), "confidence": CONFIDENCE}
 
 
-def bootstrap(groups: Mapping[str, Group], statistic: Callable[[dict[str, np.ndarray]], np.ndarray],
-              replicates: int = REPLICATES, seed: int = SEED) -> Interval:
-    """`statistic` of the groups' means, with its paired bootstrap interval.
+def finite(x: float) -> float | None:
+    """x, or None when it is infinite or NaN (JSON has neither)."""
+    return float(x) if x is not None and math.isfinite(x) else None
 
-    statistic: maps {group name: (R,) array of that group's mean value} to an (R,) array, for R
-        replicates at once (it is also called with R = 1 for the estimate on the data as measured).
-    Every per-image group must cover the same images (they are resampled together).
+
+def _num(x: float, digits: int) -> str:
+    return f"{x:.{digits}f}" if math.isfinite(x) else ("inf" if x > 0 else "-inf")
+
+
+def estimate(groups: Mapping[str, Group], statistic: Callable[[dict[str, np.ndarray]], np.ndarray],
+             pool_seeds: bool = False) -> Interval:
+    """`statistic` of the groups' means, with its standard error over seeds and images.
+
+    pool_seeds: the blocks are one metric at several settings with a common spread over seeds (E3's
+        points of one curve): one between-seed variance is pooled over them, with sum(U_b - 1)
+        degrees of freedom, instead of each block's own (a block of 2 seeds has 1).
+
+    statistic: maps {group name: (R,) array of that group's mean} to an (R,) array, for R points at
+        once (the measured means and the perturbed ones of the numerical gradient).
+    Every per-image group must cover the same images, in the same order.
     """
     if not groups:
         raise ValueError("groups must hold at least one group of runs")
+    names = list(groups)
     sizes = {g.values.shape[1] for g in groups.values() if g.per_image}
     if len(sizes) > 1:
         raise ValueError(f"per-image groups must cover the same images; got sizes {sorted(sizes)}")
-    n_images = sizes.pop() if sizes else 0
-    for setting in {g.setting for g in groups.values()} - {None}:
-        runs = {g.runs for g in groups.values() if g.setting == setting}
-        if len(runs) > 1:
-            raise ValueError(f"groups of setting {setting!r} must hold the same runs; got {sorted(runs)} runs")
-    rng = np.random.default_rng(seed)
+    blocks = _blocks(groups)
 
-    def means(weights: np.ndarray | None) -> dict[str, np.ndarray]:
-        """Each group's mean value per replicate, (R,), from image weights (R, N) (None: as measured)."""
-        out, drawn_seeds = {}, {}  # setting -> the runs this block of replicates draws
-        for name, g in groups.items():
-            if g.per_image:
-                per_run = (g.values.mean(1)[None, :] if weights is None else weights @ g.values.T)  # (R, runs)
-            else:
-                per_run = np.broadcast_to(g.values, (1 if weights is None else len(weights), g.runs))
-            centre = per_run.mean(1)
-            if weights is not None and g.resampled:
-                key = g.setting if g.setting is not None else ("group", name)
-                if key not in drawn_seeds:
-                    drawn_seeds[key] = rng.integers(0, g.runs, size=per_run.shape)
-                drawn = np.take_along_axis(per_run, drawn_seeds[key], axis=1).mean(1)
-                centre = centre + np.sqrt(g.runs / (g.runs - 1)) * (drawn - centre)
-            out[name] = centre
-        return out
+    means = np.array([groups[n].values.mean() for n in names])
+    value, grad = _gradient(names, means, statistic)
+    if not math.isfinite(value) or not np.all(np.isfinite(grad)):
+        return Interval(value, math.inf, math.nan)
 
-    def evaluate(weights, r):
-        with np.errstate(divide="ignore", invalid="ignore"):  # a ratio may divide by zero: judged below
-            return np.asarray(statistic(means(weights)), dtype=np.float64).reshape(r)
+    g = dict(zip(names, grad))
+    seed_parts, units = [], {}
+    if pool_seeds:
+        seed_parts = [_pooled_seed_part(groups, blocks, g)]
+        units = {b: len(groups[m[0]].labels) for b, m in blocks.items()}
+    for block, members in ([] if pool_seeds else blocks.items()):
+        w = sum(g[n] * _run_level(groups[n].unit_means()) for n in members)
+        u = len(w)
+        units[block] = u
+        if all(g[n] == 0 for n in members):
+            continue
+        seed_parts.append((np.var(w, ddof=1) / u if u > 1 else math.inf, u - 1))
 
-    estimate = float(evaluate(None, 1)[0])
-    draws = []
-    for start in range(0, replicates, _CHUNK):
-        r = min(_CHUNK, replicates - start)
-        weights = (rng.multinomial(n_images, np.full(n_images, 1 / n_images), size=r) / n_images if n_images
-                   else np.zeros((r, 0)))
-        draws.append(evaluate(weights, r))
-    draws = np.concatenate(draws)
-    finite = draws[np.isfinite(draws)]
-    if len(finite) < 0.9 * len(draws):  # e.g. a ratio whose denominator is often zero
-        return Interval(estimate, -np.inf, np.inf, np.inf)
-    tail = (1 - CONFIDENCE) / 2
-    low, high = np.quantile(finite, [tail, 1 - tail])
-    return Interval(estimate, float(low), float(high), float(finite.std(ddof=1)))
+    image_var, image_df = 0.0, 0
+    if sizes:
+        n_images = sizes.pop()
+        q = sum(g[n] * groups[n].values.mean(0) for n in names if groups[n].per_image)
+        # Var_i(q) holds the images' part plus the interaction averaged over each block's units, which
+        # the seed part already counts: that share is taken out. The difference of two estimates has
+        # fewer degrees of freedom than either (Satterthwaite, on the difference).
+        spread, counted = float(np.var(q, ddof=1)) if n_images > 1 else 0.0, 0.0
+        for members in blocks.values():
+            x = sum(g[n] * groups[n].unit_means() for n in members if groups[n].per_image)
+            if isinstance(x, np.ndarray) and x.shape[0] > 1 and n_images > 1:
+                share = _residual_variance(x) / x.shape[0]
+                counted += share
+        if n_images > 1 and spread > counted:
+            image_var = (spread - counted) / n_images
+            image_df = n_images - 1
+
+    seeds = sum(v for v, _ in seed_parts)
+    total = seeds + image_var
+    if not math.isfinite(total):
+        return Interval(value, math.inf, math.nan, seeds, image_var, units)
+    # The seed blocks pool by Welch-Satterthwaite; the seeds and the images then each keep their own
+    # t quantile (`Interval.half_width`): with one or two seeds per block a seed part that came out
+    # small by chance would otherwise lend the interval the images' many degrees of freedom.
+    seed_df = _satterthwaite([(v, d) for v, d in seed_parts if v > 0])
+    pieces = tuple(p for p in ((seeds, seed_df), (image_var, image_df)) if p[0] > 0)
+    df = _satterthwaite(pieces)
+    return Interval(value, math.sqrt(total), df, seeds, image_var, units, pieces)
 
 
-def describe_noise(groups: Mapping[str, Group]) -> str:
-    """What a bootstrap over `groups` resamples, in words, for a claim's 'noise' field."""
+def _satterthwaite(pieces: Sequence[tuple[float, float]]) -> float:
+    """The degrees of freedom of a sum of variance estimates, (sum v)^2 / sum(v^2 / df)."""
+    denom = sum(v * v / d for v, d in pieces if v > 0)
+    total = sum(v for v, _ in pieces)
+    return total * total / denom if denom > 0 else math.inf
+
+
+def _pooled_seed_part(groups, blocks, g) -> tuple[float, float]:
+    """(variance, df) of the seed part with one between-seed variance pooled over the blocks."""
+    squares, df, weight = 0.0, 0, 0.0
+    for members in blocks.values():
+        if len(members) != 1:
+            raise ValueError("pool_seeds needs one group per block (one metric at several settings)")
+        (name,) = members
+        m = _run_level(groups[name].unit_means())
+        squares += float(((m - m.mean()) ** 2).sum())
+        df += len(m) - 1
+        weight += g[name] ** 2 / len(m)
+    if df == 0:
+        return math.inf, 0
+    return weight * squares / df, df
+
+
+def _blocks(groups: Mapping[str, Group]) -> dict[str, list[str]]:
+    """block name -> its groups (fixed groups belong to none); every group of a block has the same units."""
+    out: dict[str, list[str]] = {}
+    for name, grp in groups.items():
+        if not grp.fixed:
+            out.setdefault(grp.block if grp.block is not None else f"group {name}", []).append(name)
+    for block, members in out.items():
+        labels = {tuple(sorted(map(repr, groups[n].labels))) for n in members}
+        if len(labels) > 1:
+            raise ValueError(f"groups of block {block!r} must have the same units; got "
+                             + "; ".join(f"{n}: {groups[n].labels}" for n in members))
+        order = groups[members[0]].labels
+        for n in members:  # align every group's unit order with the first one's
+            if groups[n].labels != order:
+                raise ValueError(f"groups of block {block!r} must list their units in the same order; "
+                                 f"{n} has {groups[n].labels}, {members[0]} {order}")
+    return out
+
+
+def _run_level(unit_means: np.ndarray) -> np.ndarray:
+    """(units,): each unit's mean over images (or its one value)."""
+    return unit_means.mean(1) if unit_means.ndim == 2 else unit_means
+
+
+def _residual_variance(x: np.ndarray) -> float:
+    """The interaction variance of a (units, images) table: its two-way residual mean square."""
+    u, n = x.shape
+    resid = x - x.mean(1, keepdims=True) - x.mean(0, keepdims=True) + x.mean()
+    return float((resid ** 2).sum() / ((u - 1) * (n - 1))) if n > 1 else 0.0
+
+
+def _gradient(names: Sequence[str], means: np.ndarray, statistic) -> tuple[float, np.ndarray]:
+    """The statistic at `means` and its central-difference gradient, in one vectorised call."""
+    k = len(names)
+    h = 1e-6 * np.maximum(1.0, np.abs(means))
+    points = np.tile(means, (2 * k + 1, 1))
+    points[1:k + 1] += np.diag(h)
+    points[k + 1:] -= np.diag(h)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.asarray(statistic({n: points[:, j] for j, n in enumerate(names)}), dtype=np.float64).reshape(-1)
+    value = float(out[0])
+    grad = (out[1:k + 1] - out[k + 1:]) / (2 * h)
+    return value, grad
+
+
+def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The plain t interval of a mean (the reference the coverage test compares with)."""
+    v = np.asarray(values, dtype=np.float64)
+    return Interval(float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v))), len(v) - 1).bounds(confidence)
+
+
+def describe(groups: Mapping[str, Group]) -> dict:
+    """What the noise model used for `groups`: units per block, images, and which groups were fixed."""
     images = {g.values.shape[1] for g in groups.values() if g.per_image}
-    seeds = list(dict.fromkeys(f"{g.setting or name}: {g.runs}" for name, g in groups.items() if g.resampled))
-    over = [f"{images.pop():,} images"] if images else []
-    over.append(f"seeds ({', '.join(seeds)} runs)" if seeds else "no seeds (one run per setting)")
-    return f"{int(100 * CONFIDENCE)} % interval of {REPLICATES:,} bootstrap replicates over {' and '.join(over)}"
+    blocks = _blocks(groups)
+    return {"units": {b: len(groups[m[0]].labels) for b, m in blocks.items()},
+            "runs_per_unit": {b: groups[m[0]].runs // len(groups[m[0]].labels) for b, m in blocks.items()},
+            "images": images.pop() if images else 0,
+            "fixed": [n for n, g in groups.items() if g.fixed]}
+
+
+def noise_text(model: dict) -> str:
+    """The noise model in words, for a claim's 'judged against' line."""
+    blocks = model["units"]
+    seeds = ", ".join(f"{b.removeprefix('group ')}: {u}" for b, u in blocks.items())
+    parts = [f"seeds ({seeds} unit{'s' if sum(blocks.values()) != 1 else ''})" if blocks else "no seeds"]
+    if model["images"]:
+        parts.append(f"{model['images']:,} images")
+    fixed = f"; fixed: {', '.join(model['fixed'])}" if model["fixed"] else ""
+    return f"{int(100 * CONFIDENCE)} % t interval over {' and '.join(parts)}{fixed}"

@@ -11,8 +11,10 @@
 #                           evaluation, sync/dtype checks, get_run end to end, concurrent runs,
 #                           torch.compile; extrapolated to a 300-epoch distillation and the paper scale
 #   summary.md  all of the above in one page
-# Data: --data, else $KDLIB_DATA, else the first of ../shared/data/, shared/data/, .kdlib/
-# cifar100-jpg.tar.gz that exists; without any, synthetic pixels (same cost; summary says so).
+# Data: --data, else $KDLIB_DATA, else ../shared/data/cifar100-jpg.tar.gz if it exists (these two
+# mirror kdlib.data.default_source, from the repository root), else the first of shared/data/ and
+# .kdlib/ cifar100-jpg.tar.gz that exists (copies a GPU machine may have); without any, synthetic
+# pixels in place of torchvision's download (same cost; summary says so).
 # Python: $PYTHON, else .venv/bin/python, else python3; it needs torch, torchvision, numpy, tqdm.
 # Every step runs even if an earlier one failed; the exit status is 1 if any failed.
 set -uo pipefail
@@ -30,7 +32,7 @@ while [ $# -gt 0 ]; do
     --dry) DRY=1; shift ;;
     --data) DATA="$2"; shift 2 ;;
     --out) OUT_DIR="$2"; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "gpu_check.sh: unknown argument $1 (allowed: --device D, --dry, --data PATH, --out DIR)" >&2; exit 2 ;;
   esac
 done
@@ -43,6 +45,9 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"  # kdlib and benchmarks fro
 # Decoded data go to a scratch folder, not into the results.
 export KDLIB_HOME="${KDLIB_HOME:-$(mktemp -d "${TMPDIR:-/tmp}/kdlib-gpu-check.XXXXXX")}"
 
+# A shell mirror of kdlib.data.default_source ($KDLIB_DATA above, then its offline copy
+# ../shared/data/cifar100-jpg.tar.gz, relative to the repository root we cd'ed to), followed by this
+# script's own extra places; keep the first two in step with kdlib/data.py.
 if [ -z "$DATA" ]; then
   for candidate in ../shared/data/cifar100-jpg.tar.gz shared/data/cifar100-jpg.tar.gz .kdlib/cifar100-jpg.tar.gz; do
     if [ -f "$candidate" ]; then DATA="$candidate"; break; fi

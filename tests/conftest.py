@@ -53,8 +53,10 @@ def interrupted_at_step(monkeypatch):
 
 @pytest.fixture(scope="session")
 def cifar_real_source() -> str:
-    """Path of the offline CIFAR-100 JPEG archive ($KDLIB_TEST_DATA, else ../shared/data/); skips if absent."""
-    default = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar100-jpg.tar.gz"
+    """Path of the offline CIFAR-100 JPEG archive ($KDLIB_TEST_DATA, else kdlib.data.OFFLINE_COPY, the
+    offline copy of kdlib.data.default_source(), taken from the repository root whatever the cwd);
+    skips if absent. $KDLIB_DATA is not read: the tests never depend on the user's data setting."""
+    default = (Path(__file__).resolve().parents[1] / kdata.OFFLINE_COPY).resolve()
     path = Path(os.environ.get("KDLIB_TEST_DATA") or default)
     if not path.exists():
         pytest.skip(f"real CIFAR-100 archive not found at {path}")

@@ -411,3 +411,54 @@ def test_real_cifar100(cifar_real, cifar_real_source):
     sub = kdata.load(DataSpec(source=cifar_real_source, train_per_class=10, test_per_class=5))
     assert len(sub.train) == 1000 and len(sub.test) == 500 and sub.fingerprint == REAL_SHA256
     assert torch.equal(torch.bincount(sub.train.y), torch.full((100,), 10))
+
+
+# ---------------------------------------------------------------------------------------------
+# The default source: one rule for the notebooks, kdlib-report, `make report` and kdlib.claims
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A project layout: tmp/repo is the cwd, tmp/shared/data/cifar100-jpg.tar.gz a small fake file."""
+    monkeypatch.delenv("KDLIB_DATA", raising=False)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    monkeypatch.chdir(repo)
+    return tmp_path
+
+
+def test_default_source_is_the_offline_copy_beside_the_repository(project):
+    assert kdata.default_source() == "torchvision"  # no offline copy yet
+    copy = project / "shared" / "data" / "cifar100-jpg.tar.gz"
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(b"not really an archive")
+    # relative, as given: no machine paths in messages or records
+    assert kdata.default_source() == kdata.OFFLINE_COPY == "../shared/data/cifar100-jpg.tar.gz"
+
+
+def test_kdlib_data_wins_over_the_offline_copy(project, monkeypatch):
+    copy = project / "shared" / "data" / "cifar100-jpg.tar.gz"
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(b"fake")
+    monkeypatch.setenv("KDLIB_DATA", "/somewhere/cifar")
+    assert kdata.default_source() == "/somewhere/cifar"
+    monkeypatch.setenv("KDLIB_DATA", "torchvision")
+    assert kdata.default_source() == "torchvision"
+    monkeypatch.setenv("KDLIB_DATA", "")  # set but empty: as if unset
+    assert kdata.default_source() == kdata.OFFLINE_COPY
+
+
+def test_default_source_without_either_is_torchvision(project):
+    (project / "shared" / "data").mkdir(parents=True)  # the folder, but no archive in it
+    assert kdata.default_source() == "torchvision"
+
+
+def test_open_experiment_finds_the_offline_copy(project):
+    """data="" in a notebook means default_source(): the offline copy, named relative."""
+    from kdlib import experiments as ex
+
+    copy = project / "shared" / "data" / "cifar100-jpg.tar.gz"
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(b"not an archive")
+    with pytest.raises(Exception, match="cifar100-jpg.tar.gz") as info:
+        ex.open_experiment("tiny", "", "cpu")
+    assert not isinstance(info.value, FileNotFoundError)  # it was found, and read

@@ -116,3 +116,76 @@ def test_check_number(value):
     assert ex.check_number("tau", 4, 0, float("inf"), low_open=True) == 4.0
     with pytest.raises(ValueError, match=r"tau must be a number in \(0, inf\]"):
         ex.check_number("tau", 0, 0, float("inf"), low_open=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Another draw of seeds: seed_base
+
+def _plans(sc) -> dict:
+    """Every plan function's output at `sc` (both norms for E3)."""
+    return {"teachers": ex.teachers(sc), "layer teachers": ex.teachers(sc, "layer"),
+            "E1": ex.self_distillation_specs(sc), "E2": ex.ensemble_specs(sc),
+            "E3": {n: ex.initialisation_specs(sc, n) for n in ("layer", "batch")}, "E4": ex.cka_specs(sc),
+            "E5": ex.temperature_specs(sc), "E6": ex.optimiser_specs(sc), "all": ex.all_specs(sc)}
+
+
+def _seeds(specs) -> set[int]:
+    """Every seed in a plan, the teachers' inside students' specs included."""
+    out = set()
+    for s in ex.flatten(specs):
+        out.add(s.seed)
+        out.update(t.seed for t in getattr(s, "teachers", ()))
+    return out
+
+
+@pytest.mark.parametrize("name", list(SCALES))
+def test_seed_base_0_is_todays_plans_and_run_ids(name):
+    from kdlib.identity import run_id
+
+    today = SCALES[name]  # the scale as defined, built without seed_base
+    assert today.seed_base == 0 and get_scale(name) == today
+    base0 = get_scale(name, seed_base=0)
+    assert _plans(base0) == _plans(today)
+    key = {"fingerprint": "x", "train_per_class": 1, "test_per_class": 1}
+    assert [run_id(s, key) for s in ex.all_specs(base0)] == [run_id(s, key) for s in ex.all_specs(today)]
+    # today's seeds, written out: teachers 0..n-1, trial ids, E3's 10000 * trial + 1000 * lambda
+    assert [t.seed for t in ex.teachers(base0)] == list(range(today.n_teachers))
+    assert [s.seed for s in ex.self_distillation_specs(base0)] == list(range(today.self_distill_students))
+    e3 = ex.initialisation_specs(base0, today.lambda_norms[0])
+    assert {lam: [s.seed for s in ss] for lam, ss in e3.items()} == {
+        float(lam): [10000 * t + round(1000 * lam) for t in range(today.lambda_seeds if lam < 1 else 1)]
+        for lam in today.lambdas}
+
+
+@pytest.mark.parametrize("name", list(SCALES))
+def test_another_seed_base_shares_no_seed(name):
+    base0, base1, base2 = (get_scale(name, b) for b in (0, 1, 2))
+    assert base1.seed_base == 1 and base1.name == name
+    p0, p1, p2 = _plans(base0), _plans(base1), _plans(base2)
+    s0, s1, s2 = _seeds(p0), _seeds(p1), _seeds(p2)
+    assert not s0 & s1 and not s0 & s2 and not s1 & s2
+    assert s1 == {ex.SEED_STRIDE + s for s in s0}
+    assert not set(ex.flatten(p0["all"])) & set(ex.flatten(p1["all"]))  # no run shared
+    # the same plans otherwise: same shape, settings and sizes, only the seeds moved
+    assert len(p1["all"]) == len(p0["all"])
+    assert {k: len(v) for k, v in p1["E5"].items()} == {k: len(v) for k, v in p0["E5"].items()}
+    assert ex.run_seed(base1, 7) == 100_007 and ex.run_seed(base0, 7) == 7
+
+
+def test_run_seed_keeps_local_seeds_below_the_stride():
+    with pytest.raises(AssertionError, match="local seed"):
+        ex.run_seed(get_scale("tiny", 1), ex.SEED_STRIDE)
+    assert ex.lambda_seed(1.0, 9) < ex.SEED_STRIDE  # E3's largest local seeds fit
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "1", True, None])
+def test_bad_seed_base_is_named(value):
+    import dataclasses
+
+    message = r"seed_base must be an int >= 0, got "
+    with pytest.raises(ValueError, match=message):
+        get_scale("tiny", value)
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(SCALES["tiny"], seed_base=value)
+    with pytest.raises(ValueError, match=message):
+        ex.open_experiment("tiny", seed_base=value)

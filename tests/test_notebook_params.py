@@ -1,11 +1,13 @@
-"""Bad notebook parameters, injected by papermill, fail at once with an error naming the parameter.
+"""The notebooks' parameters: every notebook declares the same common ones, and bad values,
+injected by papermill, fail at once with an error naming the parameter.
 
-Each case executes a real notebook of book/notebooks/ (converted with jupytext) on a kernel that
-runs this interpreter. Validation comes before any data loading or training, so a case takes
-only the kernel's start-up and imports. tests/test_experiments.py checks the same validation
+Each bad-value case executes a real notebook of book/notebooks/ (converted with jupytext) on a
+kernel that runs this interpreter. Validation comes before any data loading or training, so a case
+takes only the kernel's start-up and imports. tests/test_experiments.py checks the same validation
 (and the executor and device parameters) directly, in milliseconds.
 """
 
+import ast
 import json
 import sys
 from pathlib import Path
@@ -15,9 +17,10 @@ import nbformat
 import papermill
 import pytest
 
-pytestmark = pytest.mark.slow  # ~10 s a case on 2 busy cores: a kernel start and the notebook's imports
-
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "book" / "notebooks"
+# what kdlib-report injects into every notebook (kdlib.report.Parameters), with the defaults each
+# notebook's `parameters` cell must declare, in this order, and pass to open_experiment
+COMMON = {"scale": "reduced", "data": "", "device": "auto", "executor": "inline", "seed_base": 0}
 
 CASES = [
     # notebook, parameters, exception name, what the message must say
@@ -27,7 +30,33 @@ CASES = [
     ("setup", {"scale": "huge"}, "ValueError", r"scale must be one of ('paper', 'reduced', 'tiny'), got 'huge'"),
     ("e0_teachers", {"scale": 3}, "ValueError", r"scale must be a string, got int 3"),
     ("setup", {"data": "/nonexistent/path"}, "FileNotFoundError", r"data='/nonexistent/path' does not exist"),
+    ("e2_ensembles", {"seed_base": -1}, "ValueError", r"seed_base must be an int >= 0, got -1"),
 ]
+
+
+def _parameters_cell(name: str) -> ast.Module:
+    cells = [c for c in jupytext.read(NOTEBOOKS / f"{name}.py").cells
+             if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, f"{name}: one cell tagged parameters"
+    return ast.parse(cells[0].source)
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in NOTEBOOKS.glob("*.py")))
+def test_every_notebook_declares_and_passes_the_same_parameters(name):
+    """Each notebook's parameters cell starts with COMMON (the runner's Parameters, same defaults),
+    and the notebook passes them, in order, to open_experiment."""
+    from dataclasses import fields
+
+    from kdlib.report import NOTEBOOKS as RUNNER_NOTEBOOKS, Parameters
+
+    assert name in RUNNER_NOTEBOOKS
+    assert {f.name: f.default for f in fields(Parameters)} == COMMON
+    declared = {a.targets[0].id: ast.literal_eval(a.value) for a in _parameters_cell(name).body
+                if isinstance(a, ast.Assign)}
+    assert list(declared)[:len(COMMON)] == list(COMMON) and {k: declared[k] for k in COMMON} == COMMON
+    calls = [n for n in ast.walk(ast.parse((NOTEBOOKS / f"{name}.py").read_text()))
+             if isinstance(n, ast.Call) and getattr(n.func, "attr", None) == "open_experiment"]
+    assert len(calls) == 1 and [a.id for a in calls[0].args] == list(COMMON)
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +76,7 @@ def kernel(tmp_path_factory):
         yield "python3"
 
 
+@pytest.mark.slow  # ~10 s a case on 2 busy cores: a kernel start and the notebook's imports
 @pytest.mark.parametrize("name, params, ename, message", CASES,
                          ids=[f"{c[0]}-{next(iter(c[1]))}={next(iter(c[1].values()))!r}" for c in CASES])
 def test_bad_parameter_fails_naming_it(kernel, tmp_path, monkeypatch, name, params, ename, message):

@@ -17,6 +17,7 @@ scale = "reduced"
 data = ""
 device = "auto"
 executor = "inline"
+seed_base = 0
 '''
 
 WIDGET = '''# %% [markdown]
@@ -34,7 +35,7 @@ for k in range(3):
 figure_slider([1, 2, 4], figures, "tau", css_class="kdlib-tau-slider")
 
 # %%
-print(scale, data, device, executor)
+print(scale, data, device, executor, seed_base)
 '''
 
 FAILING = PARAMETERS + '''
@@ -57,13 +58,13 @@ def test_runner_injects_parameters_and_keeps_widget_state(tmp_path, monkeypatch)
     (tmp_path / "cifar").mkdir()
     notebooks = _notebooks(tmp_path, e5_temperature=WIDGET)
     book = tmp_path / "book"
-    params = report.Parameters(scale="tiny", data="cifar", device="cpu")
+    params = report.Parameters(scale="tiny", data="cifar", device="cpu", seed_base=3)
     assert report.run_report(params, only=["e5_temperature"], build=False, book=book,
                              notebooks=notebooks, progress=False) is None
     executed = book / "executed" / "e5_temperature.ipynb"
     nb = nbformat.read(executed, as_version=4)
     # the relative data path reaches the kernel (which runs in the notebooks folder) as absolute
-    assert nb.cells[-1].outputs[0]["text"].split() == ["tiny", str(tmp_path / "cifar"), "cpu", "inline"]
+    assert nb.cells[-1].outputs[0]["text"].split() == ["tiny", str(tmp_path / "cifar"), "cpu", "inline", "3"]
     tags = [c.metadata.get("tags", []) for c in nb.cells]
     assert ["parameters", "remove-cell"] in tags and ["injected-parameters", "hide-input"] in tags
     # every other code cell is folded in the book; Markdown cells are untouched
@@ -74,7 +75,7 @@ def test_runner_injects_parameters_and_keeps_widget_state(tmp_path, monkeypatch)
     models = {m["model_name"] for m in report.widget_state(executed).values()}
     assert {"SelectionSliderModel", "StackModel", "ImageModel", "LinkModel"} <= models
     timings = json.loads((book / "executed" / report.TIMINGS).read_text())
-    assert timings["e5_temperature"]["scale"] == "tiny"
+    assert timings["e5_temperature"]["scale"] == "tiny" and timings["e5_temperature"]["seed_base"] == 3
 
 
 def test_a_failing_notebook_is_named_with_its_error(tmp_path, capsys):
@@ -116,6 +117,8 @@ def _load_extension(name: str):
     ("--executor", "bogus", "executor must be one of"),
     ("--data", "/nope/cifar.tar.gz", "does not exist; allowed: 'torchvision'"),
     ("--scale", "huge", "invalid choice: 'huge'"),
+    ("--seed-base", "-1", "'-1' is not a seed base; allowed: an int >= 0"),
+    ("--seed-base", "1.5", "'1.5' is not a seed base; allowed: an int >= 0"),
     ("--only", "e9_nothing", "invalid choice: 'e9_nothing'"),
 ])
 def test_bad_options_exit_2_before_any_kernel(option, value, message, tmp_path, capsys):
@@ -124,6 +127,33 @@ def test_bad_options_exit_2_before_any_kernel(option, value, message, tmp_path, 
         report.main(["--out", str(tmp_path / "book"), option, value])
     assert e.value.code == 2 and message in capsys.readouterr().err
     assert time.perf_counter() - start < 30 and not (tmp_path / "book").exists()  # nothing copied or run
+
+
+def test_seed_base_option_reaches_the_parameters(monkeypatch, tmp_path):
+    """--seed-base N (default 0) becomes Parameters.seed_base, which every notebook receives; a bad
+    value given to run_report directly fails before any kernel, naming seed_base."""
+    seen = {}
+    monkeypatch.setattr(report, "run_report", lambda params, **kw: seen.setdefault("params", params))
+    book = tmp_path / "book"
+    assert report.main(["--out", str(book), "--data", "torchvision", "--seed-base", "2", "--no-build"]) == 0
+    assert seen["params"].seed_base == 2 and seen["params"].resolved()["seed_base"] == 2
+    seen.clear()
+    assert report.main(["--out", str(book), "--data", "torchvision", "--no-build"]) == 0
+    assert seen["params"].seed_base == 0
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"seed_base must be an int >= 0, got -1"):
+        report.run_report(report.Parameters(seed_base=-1), build=False, book=tmp_path, notebooks=tmp_path)
+
+
+def test_data_empty_means_default_source(monkeypatch, tmp_path):
+    """--data "" (what `make report` passes by default) is kdlib.data.default_source(), made absolute."""
+    monkeypatch.delenv("KDLIB_DATA", raising=False)
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    (tmp_path / "shared" / "data" / "cifar100-jpg.tar.gz").write_bytes(b"fake")
+    (tmp_path / "repo").mkdir()
+    monkeypatch.chdir(tmp_path / "repo")
+    assert report.parser().parse_args(["--data", ""]).data == ""
+    assert report.Parameters().resolved()["data"] == str(tmp_path / "shared" / "data" / "cifar100-jpg.tar.gz")
 
 
 def test_help_names_scales_devices_and_executors(capsys):

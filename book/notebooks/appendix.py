@@ -22,6 +22,7 @@ scale = "reduced"
 data = ""
 device = "auto"
 executor = "inline"
+seed_base = 0
 
 # %%
 import platform
@@ -34,11 +35,11 @@ from IPython.display import Markdown
 import kdlib
 from kdlib import experiments as ex
 from kdlib import report
-from kdlib.scales import probe_table
+from kdlib.scales import SEED_STRIDE, probe_table
 from kdlib.cache import runs_home
 from kdlib.device import resolve_device
 
-exp = ex.open_experiment(scale, data, device, executor)
+exp = ex.open_experiment(scale, data, device, executor, seed_base)
 sc = exp.scale
 
 # %% tags=["hide-input"]
@@ -52,6 +53,7 @@ Markdown(f"""
 | CPU threads | {torch.get_num_threads()} |
 | scale | {sc.name}: {sc.description} |
 | data | {exp.dataset.describe()} |
+| seed_base | {sc.seed_base} (run seeds {SEED_STRIDE:,} × {sc.seed_base} + the local seed{': the usual ones' if sc.seed_base == 0 else ''}) |
 | run cache | `$KDLIB_RUNS`, here {'set' if 'KDLIB_RUNS' in __import__('os').environ else 'the default ' + str(runs_home()).replace(str(__import__('pathlib').Path.home()), '~')} |
 """)
 
@@ -60,10 +62,13 @@ Markdown(f"""
 #
 # From a fresh clone, `make report` sets up a virtual environment and builds this report at the
 # reduced scale (its time is in the tables below); `make report SCALE=paper` runs the full protocol
-# (a GPU job), and `make report DATA=path/to/cifar100` uses a local copy of CIFAR-100 instead of
-# torchvision's download. With kdlib installed elsewhere, `kdlib-report --out DIR` takes the same
-# options. `python -m kdlib.claims --scale reduced` prints the summary chapter's verdicts from the
-# run cache, and `make test` runs the test suite. Runs are cached, so a second build only re-renders.
+# (a GPU job), and `make report DATA=path/to/cifar100` names the copy of CIFAR-100 to use (by default
+# `kdlib.data.default_source()`: `$KDLIB_DATA`, else the offline copy
+# `../shared/data/cifar100-jpg.tar.gz` if there is one, else torchvision's download).
+# `make report SEED_BASE=1` repeats every experiment on another draw of seeds, disjoint from the
+# usual one. With kdlib installed elsewhere, `kdlib-report --out DIR` takes the same options.
+# `python -m kdlib.claims --scale reduced` prints the summary chapter's verdicts from the run cache,
+# and `make test` runs the test suite. Runs are cached, so a second build only re-renders.
 
 # %% [markdown]
 # ## Compute

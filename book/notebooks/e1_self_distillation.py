@@ -23,6 +23,7 @@ scale = "reduced"
 data = ""
 device = "auto"
 executor = "inline"
+seed_base = 0
 tau = 4.0            # distillation temperature
 
 # %%
@@ -35,7 +36,7 @@ from kdlib import experiments as ex
 from kdlib.reference import PAPER, STUDY
 
 tau = ex.check_number("tau", tau, 0, float("inf"), low_open=True)
-exp = ex.open_experiment(scale, data, device, executor)
+exp = ex.open_experiment(scale, data, device, executor, seed_base)
 teachers = exp.run(ex.teachers(exp.scale))
 students = exp.run(ex.self_distillation_specs(exp.scale, tau=tau))
 

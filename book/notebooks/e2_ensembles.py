@@ -23,6 +23,7 @@ scale = "reduced"
 data = ""
 device = "auto"
 executor = "inline"
+seed_base = 0
 
 # %%
 import matplotlib.pyplot as plt
@@ -33,7 +34,7 @@ from kdlib import claims
 from kdlib import experiments as ex
 from kdlib.reference import STUDY
 
-exp = ex.open_experiment(scale, data, device, executor)
+exp = ex.open_experiment(scale, data, device, executor, seed_base)
 teachers = exp.run(ex.teachers(exp.scale))
 students = exp.run(ex.ensemble_specs(exp.scale))  # m -> students (seeds)
 

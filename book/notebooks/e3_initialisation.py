@@ -31,6 +31,7 @@ scale = "reduced"
 data = ""
 device = "auto"
 executor = "inline"
+seed_base = 0
 lam = 0.5            # where the slider starts (the nearest lambda of the grid)
 
 # %%
@@ -44,7 +45,7 @@ from kdlib.reference import PAPER, STUDY
 from kdlib.widgets import figure_slider
 
 lam = ex.check_number("lam", lam, 0, 1)
-exp = ex.open_experiment(scale, data, device, executor)
+exp = ex.open_experiment(scale, data, device, executor, seed_base)
 norms = exp.scale.lambda_norms
 lambdas = list(exp.scale.lambdas)
 NORM_NAME = claims.NORM_NAMES

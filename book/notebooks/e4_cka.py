@@ -24,6 +24,7 @@ scale = "reduced"
 data = ""
 device = "auto"
 executor = "inline"
+seed_base = 0
 
 # %%
 import pandas as pd
@@ -33,7 +34,7 @@ from kdlib import claims
 from kdlib import experiments as ex
 from kdlib.reference import ORIGINAL_CODE, PAPER, STUDY
 
-exp = ex.open_experiment(scale, data, device, executor)
+exp = ex.open_experiment(scale, data, device, executor, seed_base)
 teacher = exp.run(ex.teachers(exp.scale)[:1])[0]
 students = exp.run(ex.cka_specs(exp.scale))  # start -> students (seeds)
 floor = ex.untrained_cka(teacher, exp.dataset, exp.device)

@@ -24,6 +24,7 @@ scale = "reduced"
 data = ""
 device = "auto"
 executor = "inline"
+seed_base = 0
 tau = 4.0            # where the slider starts (the nearest temperature shown)
 
 # %%
@@ -38,7 +39,7 @@ from kdlib.reference import STUDY
 from kdlib.widgets import figure_slider
 
 tau = ex.check_number("tau", tau, 0, float("inf"), low_open=True)
-exp = ex.open_experiment(scale, data, device, executor)
+exp = ex.open_experiment(scale, data, device, executor, seed_base)
 specs = ex.temperature_specs(exp.scale)
 runs = exp.run(specs)  # setting -> students (seeds)
 pool = exp.run(list(specs[ex.MIXUP][0].teachers))

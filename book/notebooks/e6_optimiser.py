@@ -23,6 +23,7 @@ scale = "reduced"
 data = ""
 device = "auto"
 executor = "inline"
+seed_base = 0
 
 # %%
 import matplotlib.pyplot as plt
@@ -33,7 +34,7 @@ from kdlib import claims
 from kdlib import experiments as ex
 from kdlib.reference import PAPER, STUDY
 
-exp = ex.open_experiment(scale, data, device, executor)
+exp = ex.open_experiment(scale, data, device, executor, seed_base)
 teacher = exp.run(ex.teachers(exp.scale)[:1])[0]
 runs = exp.run(ex.optimiser_specs(exp.scale))  # setting -> students (seeds); the first is the baseline
 

@@ -23,6 +23,7 @@ scale = "reduced"
 data = ""
 device = "auto"
 executor = "inline"
+seed_base = 0
 
 # %%
 import pandas as pd
@@ -32,7 +33,7 @@ from kdlib import claims
 from kdlib import experiments as ex
 from kdlib.reference import ORIGINAL_CODE, PAPER, STUDY
 
-exp = ex.open_experiment(scale, data, device, executor)
+exp = ex.open_experiment(scale, data, device, executor, seed_base)
 sc = exp.scale
 runs = claims.collect(exp)
 verdicts = claims.evaluate(runs)

@@ -19,9 +19,10 @@
 
 # %% tags=["parameters"]
 scale = "reduced"   # "paper", "reduced" or "tiny" (kdlib.scales)
-data = ""           # a CIFAR-100 source; empty: $KDLIB_DATA, else the torchvision download
+data = ""           # a CIFAR-100 source; empty: kdlib.data.default_source()
 device = "auto"     # "auto", "cpu", "cuda"
 executor = "inline"
+seed_base = 0       # the draw of seeds (kdlib.scales.Scale.seed_base); 0: the usual seeds
 
 # %%
 import pandas as pd
@@ -30,8 +31,9 @@ from IPython.display import Markdown
 from kdlib import experiments as ex
 from kdlib.models import preresnet20
 from kdlib.reference import PAPER, STUDY
+from kdlib.scales import SEED_STRIDE
 
-exp = ex.open_experiment(scale, data, device, executor)
+exp = ex.open_experiment(scale, data, device, executor, seed_base)
 sc, ds = exp.scale, exp.dataset
 
 # %% [markdown]
@@ -83,12 +85,31 @@ if sc.layer_teacher is not None or sc.layer_student is not None:
 pd.DataFrame(rows).set_index("")
 
 # %% tags=["hide-input"]
+def seed_list(specs):
+    """The seeds of `specs` in words: "seeds 0 to 2", "seeds 100000 and 100001", "seed 7"."""
+    seeds = sorted({s.seed for s in specs})
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"seeds {seeds[0]} to {seeds[-1]}"
+    return "seeds " + ", ".join(map(str, seeds[:-1])) + f" and {seeds[-1]}"
+
+
+e3_norm = sc.lambda_norms[0]
+e3_specs = ex.initialisation_specs(sc, e3_norm)
+e3_lam = next(lam for lam in sc.lambdas if lam < 1)
+draw = ("the report's usual draw of seeds" if sc.seed_base == 0 else
+        f"draw {sc.seed_base} of seeds (seed_base = {sc.seed_base}: every seed is "
+        f"{sc.seed_base} × {SEED_STRIDE:,} plus the usual one, so no run is shared with another draw)")
 Markdown(f"""
 The cosine schedule steps once per epoch; the last partial batch of each epoch is dropped.
-The teacher pool has {sc.n_teachers} members (seeds 0 to {sc.n_teachers - 1}); students use
+The runs use {draw}.
+The teacher pool has {sc.n_teachers} members ({seed_list(ex.teachers(sc))}); students use
 temperature 4 and no label term (alpha = 0) unless an experiment varies them. Every setting that a
-claim compares has {sc.seeds} students (seeds 0 to {sc.seeds - 1}; {sc.self_distill_students} in E1,
-{sc.lambda_seeds} per λ in E3), so that differences can be judged against the spread over seeds.
+claim compares has {sc.seeds} students ({seed_list(next(iter(ex.optimiser_specs(sc).values())))}), so that
+differences can be judged against the spread over seeds; E1 has {sc.self_distill_students}
+({seed_list(ex.self_distillation_specs(sc))}), and E3 {sc.lambda_seeds} per λ below 1, each λ with seeds of
+its own ({seed_list(e3_specs[e3_lam])} at λ = {e3_lam:g}).
 The appendix lists the candidate scales that were measured before this one was chosen.
 """)
 

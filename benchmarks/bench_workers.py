@@ -1,0 +1,147 @@
+"""Runs trained one after another against runs trained at once in local worker processes.
+
+    python -m benchmarks.bench_workers [--data PATH] [--epochs 10] [--json benchmarks/results/workers.json]
+
+Two teachers of the reduced scale (kdlib.scales "reduced": its data and teacher recipe, with
+--epochs epochs; seeds 0 and 1), each time in a fresh temporary run cache, by `kdlib.runs.run_all`:
+- "serial": workers=1, one run after another in this process, with all of the workers' threads
+  (2 x max(1, cpu_count // 2): 2 torch threads on a 2-core CPU);
+- "workers": workers=2, both at once in two spawned processes of max(1, cpu_count // 2) torch
+  threads each (1 on a 2-core CPU).
+Both are timed in the same process, one after the other, end to end as `run_all` is called: the
+workers' time includes spawning them (each imports torch and receives the data). Reported: seconds
+for each and the throughput ratio serial / workers (> 1: the workers train more runs per hour).
+The two give the same run ids; their last bits can differ (the thread counts differ).
+
+--data synthetic trains on random pixels of the same size (100 classes, train and test one split):
+a smoke test, not a figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import kdlib
+from kdlib import data as kdata
+from kdlib import scales
+from kdlib.cache import RunCache
+from kdlib.config import TeacherSpec
+from kdlib.runs import run_all
+
+from benchmarks.bench_train import REPO, default_data, load_data, machine
+
+SEEDS = (0, 1)
+
+
+def git_commit() -> str | None:
+    """The checkout's commit (git rev-parse HEAD), or None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip() if out.returncode == 0 else ""
+    return commit or None
+
+
+def dataset(source: str, scale: scales.Scale) -> kdata.Dataset:
+    if source == "synthetic":
+        return load_data(source, scale.train_per_class * scale.num_classes)
+    return kdata.load(scale.data_spec(source))
+
+
+def specs(scale: scales.Scale, epochs: int) -> list[TeacherSpec]:
+    recipe = dataclasses.replace(scale.teacher, epochs=epochs, eval_every=min(scale.teacher.eval_every, epochs))
+    return [TeacherSpec(recipe=recipe, seed=s) for s in SEEDS]
+
+
+def timed(teachers, data, workers: int) -> tuple[float, list]:
+    with tempfile.TemporaryDirectory(prefix="kdlib-bench-workers-") as root:
+        t0 = time.perf_counter()
+        runs = run_all(teachers, data, cache=RunCache(root), device="cpu", progress=True, workers=workers)
+        seconds = time.perf_counter() - t0
+        return seconds, [{"id": r.id, "test_acc": r.metrics["test_acc"], "train_seconds": r.info["train_seconds"],
+                          "precision": r.info["precision"]} for r in runs]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=None, help="CIFAR-100 source (default: $KDLIB_DATA, else "
+                   "../shared/data/cifar100-jpg.tar.gz beside the repository, else synthetic pixels)")
+    p.add_argument("--epochs", type=int, default=10, help="epochs of each teacher (default 10)")
+    p.add_argument("--json", default=None, help="write the results to this JSON file")
+    args = p.parse_args(argv)
+    if args.epochs < 1:
+        p.error("--epochs must be >= 1")
+    return args
+
+
+def run(args) -> dict:
+    scale = scales.get_scale("reduced")
+    source = args.data or default_data()
+    data = dataset(source, scale)
+    teachers = specs(scale, args.epochs)
+    cpus = os.cpu_count() or 1
+    worker_threads = max(1, cpus // 2)  # what run_all gives each of 2 workers
+    serial_threads = 2 * worker_threads
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(serial_threads)
+    try:
+        serial, serial_runs = timed(teachers, data, workers=1)
+    finally:
+        torch.set_num_threads(threads_before)
+    print(f"serial: {serial:.1f} s", file=sys.stderr)
+    parallel, parallel_runs = timed(teachers, data, workers=2)
+    print(f"workers: {parallel:.1f} s", file=sys.stderr)
+    if [r["id"] for r in serial_runs] != [r["id"] for r in parallel_runs]:
+        raise RuntimeError("the serial and the workers' runs have different ids")
+    return {
+        "benchmark": "benchmarks/bench_workers.py", "format": 1,
+        "command": "python -m benchmarks.bench_workers " + " ".join(sys.argv[1:]),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "kdlib": getattr(kdlib, "__version__", None), "git_commit": git_commit(),
+        "torch": torch.__version__, "cpu_count": cpus, "machine": machine(torch.device("cpu")),
+        "data": data.describe() if source != "synthetic" else f"synthetic pixels, {len(data.train):,} images",
+        "settings": {"scale": scale.name, "epochs": args.epochs, "seeds": list(SEEDS),
+                     "batch_size": teachers[0].recipe.batch_size, "device": "cpu"},
+        "serial": {"workers": 1, "torch_threads": serial_threads, "seconds": round(serial, 2), "runs": serial_runs},
+        "workers": {"workers": 2, "torch_threads_each": worker_threads, "seconds": round(parallel, 2),
+                    "runs": parallel_runs},
+        "throughput_ratio": round(serial / parallel, 3),  # runs per hour, workers over serial
+    }
+
+
+def table(report: dict) -> str:
+    s, w = report["serial"], report["workers"]
+    return "\n".join([
+        f"2 reduced-scale teachers, {report['settings']['epochs']} epochs each; {report['data']}",
+        f"serial  (workers=1, {s['torch_threads']} torch threads): {s['seconds']:8.1f} s",
+        f"workers (workers=2, {w['torch_threads_each']} torch thread(s) each): {w['seconds']:8.1f} s",
+        f"throughput ratio (serial / workers): {report['throughput_ratio']:.2f}x",
+        f"torch {report['torch']}, {report['cpu_count']} CPUs, kdlib {report['kdlib']}, commit {report['git_commit']}",
+    ])
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    report = run(args)
+    print(table(report))
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The paper's claims as code: from runs to a verdict, its evidence and its noise (protocol §8).
+
+    python -m kdlib.claims --scale reduced [--data SRC] [--device auto] [--seed-base N] [--json PATH]
+
+- `kdlib.claims.rules`: parts, boundaries, margins and the family rule (holds / does not hold /
+  inconclusive);
+- `kdlib.claims.evidence`: what a claim reads from runs, as groups for the noise model (kdlib.stats);
+- `kdlib.claims.paper`: the eight claims, one function each;
+- `kdlib.claims.text`: their sentences and tables.
+
+`collect(experiment)` gathers the runs every claim reads (`ClaimRuns`), `evaluate(runs)` judges
+all eight; `chapter(experiment, "E5")` gives one chapter's, from that chapter's runs only. The E7 chapter prints the table, and the
+command line reproduces it from the run cache without training anything.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats as _sp
+
+from kdlib.claims.evidence import rise_over_last_fifth
+from kdlib.claims.paper import (Verdict, beyond_independent, cka_not_agreement, ensemble_size, far_from_faithful,
+                                optimiser_and_length, sharp_transition, student_accuracy, temperature_and_mixup)
+from kdlib.claims.rules import FAILS, HOLDS, INCONCLUSIVE, LEVELLED, VERDICTS, Part, combine
+from kdlib.claims.text import markdown, summary_table
+
+__all__ = ["ClaimRuns", "FAILS", "HOLDS", "INCONCLUSIVE", "NORM_NAMES", "Part", "VERDICTS", "Verdict", "chapter",
+           "collect", "combine", "evaluate", "markdown", "power", "regime", "summary_table", "main"]
+
+NORM_NAMES = {"layer": "LayerNorm", "batch": "BatchNorm"}
+
+
+@dataclass
+class ClaimRuns:
+    """The runs every claim reads, by experiment (kdlib.experiments' plans at one scale)."""
+
+    labels: np.ndarray                          # test labels (N,)
+    teachers: list                              # E0: the BatchNorm pool
+    self_distilled: list                        # E1: students of teacher 0
+    ensembles: dict[int, list]                  # E2: ensemble size m -> its students (seeds)
+    lambda_teachers: dict[str, object]          # E3: norm -> the teacher interpolated towards
+    lambdas: dict[str, dict[float, list]]       # E3: norm -> lambda -> students
+    cka: dict[str, list]                        # E4: "random", "teacher_init" -> students
+    temperatures: dict[float, list]             # E5: tau -> students of the largest ensemble
+    mixup: list                                 # E5: tau 4 with MixUp
+    optimisers: dict[str, list] = field(default_factory=dict)  # E6: setting -> students; first = baseline
+    ensemble_pool: int = 0                      # E5: students learn from the first this many teachers (0: all)
+
+
+# Each claim: its id, the experiments it belongs to, the ClaimRuns fields it reads, and how it is judged.
+CLAIMS = (
+    ("e1-accuracy", ("E1",), ("teachers", "self_distilled"),
+     lambda r: student_accuracy(r.teachers[0], r.self_distilled, r.labels)),
+    ("e1-fidelity", ("E1",), ("teachers", "self_distilled"),
+     lambda r: far_from_faithful(r.teachers[0], r.self_distilled, r.teachers)),
+    ("e0-baselines", ("E0", "E1"), ("teachers", "self_distilled"),
+     lambda r: beyond_independent(r.teachers, r.self_distilled)),
+    ("e2-ensembles", ("E2",), ("teachers", "ensembles"), lambda r: ensemble_size(r.ensembles, r.teachers)),
+    ("e3-transition", ("E3",), ("lambda_teachers", "lambdas"),
+     lambda r: sharp_transition({NORM_NAMES[n]: (r.lambda_teachers[n], r.lambdas[n]) for n in r.lambdas})),
+    ("e4-cka", ("E4",), ("teachers", "cka"),
+     lambda r: cka_not_agreement(r.teachers[0], r.cka["random"], r.cka["teacher_init"])),
+    ("e5-temperature", ("E5",), ("teachers", "temperatures", "mixup"),
+     lambda r: temperature_and_mixup(r.temperatures[min(r.temperatures)], r.temperatures[_high(r)], r.mixup,
+                                     r.teachers[:r.ensemble_pool or len(r.teachers)])),
+    ("e6-optimiser", ("E6",), ("teachers", "optimisers"),
+     lambda r: optimiser_and_length(next(iter(r.optimisers.values())), dict(list(r.optimisers.items())[1:]),
+                                    r.teachers[0])),
+)
+
+
+def _high(runs: ClaimRuns) -> float:
+    return 4.0 if 4.0 in runs.temperatures else max(runs.temperatures)
+
+
+def evaluate(runs: ClaimRuns, experiment: str | None = None) -> list[Verdict]:
+    """The claims' verdicts in the paper's order: all eight, or those of one `experiment` ("E5")."""
+    return [judge(runs) for _, experiments, _, judge in CLAIMS if experiment is None or experiment in experiments]
+
+
+def chapter(experiment, name: str) -> list[Verdict]:
+    """The verdicts a chapter ends with: the claims of experiment `name` ("E1"), on the runs that
+    chapter has (`experiment`: a kdlib.experiments.Experiment; nothing outside those claims' plans
+    is run)."""
+    fields = {f for _, experiments, needs, _ in CLAIMS if name in experiments for f in needs}
+    if not fields:
+        raise ValueError(f"name must be one of {sorted({e for _, es, _, _ in CLAIMS for e in es})}, got {name!r}")
+    return evaluate(collect(experiment, fields), name)
+
+
+def collect(experiment, fields=None) -> ClaimRuns:
+    """The runs the claims read for a `kdlib.experiments.Experiment` (trained if it trains, else
+    cached): every field, or only `fields` (the others stay empty)."""
+    from kdlib import experiments as ex
+
+    sc = experiment.scale
+    want = set(fields) if fields is not None else None
+
+    def get(name, plan):
+        return experiment.run(plan()) if want is None or name in want else None
+
+    temps = get("temperatures", lambda: ex.temperature_specs(sc)) or {}
+    if want is not None and "mixup" in want and not temps:
+        temps = experiment.run(ex.temperature_specs(sc))
+    mixup = temps.pop(ex.MIXUP, [])
+    return ClaimRuns(
+        labels=experiment.dataset.test.y.numpy(),
+        teachers=get("teachers", lambda: ex.teachers(sc)) or [],
+        self_distilled=get("self_distilled", lambda: ex.self_distillation_specs(sc)) or [],
+        ensembles=get("ensembles", lambda: ex.ensemble_specs(sc)) or {},
+        lambda_teachers=get("lambda_teachers", lambda: {n: ex.teachers(sc, n)[0] for n in sc.lambda_norms}) or {},
+        lambdas=get("lambdas", lambda: {n: ex.initialisation_specs(sc, n) for n in sc.lambda_norms}) or {},
+        cka=get("cka", lambda: ex.cka_specs(sc)) or {},
+        temperatures={runs[0].spec.tau: runs for runs in temps.values()},
+        mixup=mixup,
+        optimisers=get("optimisers", lambda: ex.optimiser_specs(sc)) or {},
+        ensemble_pool=max(sc.ensemble_sizes))
+
+
+def regime(teachers: Sequence, students: Sequence) -> dict:
+    """Is a scale in the paper's regime? Its teachers fit their clean training set (each >= 90 %;
+    the study's teachers 93.74 %) and its students' test agreement levelled off: over the last fifth
+    of training it rose by less than LEVELLED points, on average over the students. Returns the
+    numbers, both answers and the sentence that says so."""
+    fit = [100 * t.metrics["train_acc"] for t in teachers]
+    rises = [x for x in (rise_over_last_fifth(s) for s in students) if x is not None]
+    mean_rise = float(np.mean(rises)) if rises else None
+    out = {"teacher_train_acc": fit, "teachers_fit": min(fit) >= 90.0, "rises": rises, "mean_rise": mean_rise,
+           "students_levelled": mean_rise is not None and mean_rise < LEVELLED}
+    out["in_regime"] = out["teachers_fit"] and out["students_levelled"]
+    return out
+
+
+def power(part: Part, effect: float | None = None, target: float = 0.8, most: int = 64) -> int | None:
+    """Units (seeds) per block that would decide `part` with probability `target` if the quantity's
+    true value were `effect` (default: the estimate measured), from the part's measured variance
+    parts: the seed part scales as 1 / units, the images' part stays. None when no count up to
+    `most` would (or no variance was measured)."""
+    iv = part.interval
+    effect = iv.estimate if effect is None else effect
+    units = max(part.noise["units"].values(), default=0)
+    distance = abs(effect - part.boundary)
+    if not math.isfinite(iv.seeds) or units < 2 or not math.isfinite(distance):
+        return None
+    per_unit = iv.seeds * units  # the seed part of one unit per block
+    for n in range(2, most + 1):
+        seeds = per_unit / n
+        total = seeds + iv.images
+        if total == 0:
+            return n
+        df = total ** 2 / (seeds ** 2 / (n - 1) + 0)
+        z = _sp.t.ppf(0.5 + 0.95 / 2, df) + _sp.t.ppf(target, df)
+        if z * math.sqrt(total) < distance:
+            return n
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from kdlib.claims.cli import main as cli_main
+
+    return cli_main(argv)

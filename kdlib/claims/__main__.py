@@ -1,0 +1,5 @@
+import sys
+
+from kdlib.claims.cli import main
+
+sys.exit(main())

@@ -1,0 +1,57 @@
+"""`python -m kdlib.claims` / `kdlib-claims`: the verdicts on the runs cached for a scale (nothing trains)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def parser() -> argparse.ArgumentParser:
+    from kdlib.scales import SCALES
+
+    p = argparse.ArgumentParser(prog="python -m kdlib.claims",
+                                description="The verdicts of the paper's claims on the runs cached for a scale "
+                                            "(nothing is trained).")
+    p.add_argument("--scale", default="reduced", choices=tuple(SCALES), help="the scale the runs were made at")
+    p.add_argument("--data", default="", help="CIFAR-100 source the runs used (default: kdlib.data.default_source(), "
+                                              "as `make report` finds it)")
+    p.add_argument("--device", default="auto", help="the device the runs were trained on (auto, cpu, cuda, cuda:N): "
+                                                    "it decides 'auto' precision, part of their ids")
+    p.add_argument("--seed-base", type=int, default=0, help="the draw of seeds the runs used (default 0)")
+    p.add_argument("--json", type=Path, help="also write the verdicts here as JSON")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from kdlib import claims
+    from kdlib import experiments as ex
+    from kdlib.runs import MissingRunsError
+
+    args = parser().parse_args(argv)
+    try:
+        exp = ex.open_experiment(args.scale, args.data, args.device, "inline", train=False,
+                                 **({"seed_base": args.seed_base} if args.seed_base else {}))
+        verdicts = claims.evaluate(claims.collect(exp))
+    except (ValueError, FileNotFoundError) as e:
+        parser().error(str(e))
+    except MissingRunsError as e:
+        print(f"kdlib.claims: {e}", file=sys.stderr)
+        return 1
+    for v in verdicts:
+        print(f"[{v.verdict}] {v.experiment}: {v.claim}" + (f" (speaks of {v.scope})" if v.scope else ""))
+        for p in v.parts:
+            print(f"    {p.verdict:>13}: {p.name}: {p.text()}; boundary {p.boundary:g}, claimed {p.claimed}; "
+                  f"{p.noise_text}")
+        if v.why:
+            print(f"    why: {v.why}")
+    held = sum(v.verdict == claims.HOLDS for v in verdicts)
+    print(f"\n{held} of {len(verdicts)} claims hold at the {args.scale!r} scale.")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        record = {"scale": args.scale, "seed_base": args.seed_base, "data": exp.dataset.describe(),
+                  "claims": [v.to_json() for v in verdicts]}
+        args.json.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
+    return 0

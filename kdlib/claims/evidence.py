@@ -1,0 +1,73 @@
+"""What a claim reads from runs: per-image values on a split, as groups for kdlib.stats.
+
+Every run is a unit of its own seed (`spec.seed`); groups given the same `block` pair their runs
+seed by seed (settings that share a seed's initial weights or data order, or two metrics of the
+same runs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from kdlib import metrics
+from kdlib.losses import ensemble_logits
+from kdlib.stats import Group
+
+
+def seeds_of(runs: Sequence) -> tuple[int, ...]:
+    return tuple(r.spec.seed for r in runs)
+
+
+def group(values, runs: Sequence, block: str | None = None) -> Group:
+    """`values` of `runs` (one row per run), each run the unit of its seed."""
+    return Group(values, units=seeds_of(runs), block=block)
+
+
+def fixed(values) -> Group:
+    """Values of runs a claim speaks of (its teachers): only their images are noise."""
+    return Group(values, fixed=True)
+
+
+def predictions(run, split: str = "test") -> np.ndarray:
+    return run.predictions(split).numpy()
+
+
+def teacher_logits(teacher_runs: Sequence, split: str = "test") -> torch.Tensor:
+    """The (ensemble) teacher's logits on a split, from what its member runs stored."""
+    stored = [r.test_logits() if split == "test" else r.stored_logits(split) for r in teacher_runs]
+    if any(s is None for s in stored):
+        raise KeyError(f"a teacher run stored no logits on {split!r}")
+    return stored[0] if len(stored) == 1 else ensemble_logits(torch.stack(stored))
+
+
+def agreement_per_image(teacher_runs: Sequence, runs: Sequence, split: str = "test") -> np.ndarray:
+    """(runs, images): 1.0 where the run's top-1 prediction equals the (ensemble) teacher's."""
+    t = teacher_logits(teacher_runs, split).argmax(1).numpy()
+    return np.stack([(predictions(r, split) == t).astype(np.float64) for r in runs])
+
+
+def kl_per_image(teacher_runs: Sequence, runs: Sequence) -> np.ndarray:
+    """(runs, test images): KL(teacher || run) per test image, nats."""
+    t = teacher_logits(teacher_runs)
+    return np.stack([metrics.kl_per_example(t, r.test_logits()).numpy() for r in runs])
+
+
+def correct_per_image(runs: Sequence, labels: np.ndarray) -> np.ndarray:
+    return np.stack([(predictions(r) == labels).astype(np.float64) for r in runs])
+
+
+def rise_over_last_fifth(run, key: str = "test_agreement") -> float | None:
+    """Points by which `key` rose from the last evaluation at or before 80 % of training to the end
+    (None when the history has no such pair)."""
+    pts = [(h["epoch"], h[key]) for h in run.history if key in h]
+    before = [v for e, v in pts if e <= 0.8 * run.spec.recipe.epochs]
+    if len(pts) < 2 or not before or pts[-1][0] <= 0.8 * run.spec.recipe.epochs:
+        return None
+    return 100 * (pts[-1][1] - before[-1])
+
+
+def mean_metric(runs: Sequence, key: str) -> float:
+    return float(np.mean([r.metrics[key] for r in runs]))

@@ -1,0 +1,288 @@
+"""The paper's eight claims, each a function from runs to a Verdict (protocol §8).
+
+Each claim names its parts (the quantities it is decided on), their boundaries and claimed sides,
+and the groups of runs their noise comes from (kdlib.stats); kdlib.claims.rules turns them into
+a verdict. Settings compared at the same seed (students of one seed in two settings share its
+initial weights and data order) are paired by seed; the teachers a claim speaks of are fixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from kdlib.claims import text
+from kdlib.claims.evidence import (agreement_per_image, correct_per_image, fixed, group, kl_per_image, mean_metric,
+                                   rise_over_last_fifth)
+from kdlib.claims.rules import (ABOVE, BELOW, FAR_FROM_FAITHFUL, HOLDS, INCONCLUSIVE, MOST, NO_HIGHER, NON_INFERIORITY,
+                                JUMP_WINDOW, Part, combine, family, rise_width,
+                                window_share)
+from kdlib.stats import describe, estimate
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A claim of the paper, judged on our runs."""
+
+    id: str             # stable identifier, e.g. "e1-accuracy"
+    experiment: str     # "E1"
+    title: str          # a few words, e.g. "student at least as accurate"
+    claim: str          # the claim as tested, in one sentence
+    evidence: str       # the numbers, in a sentence or two
+    parts: tuple[Part, ...] = ()
+    why: str = ""       # when the claim does not hold or is inconclusive: what its runs show
+    scope: str = ""     # what the verdict speaks of, when narrower than the paper's claim
+
+    @property
+    def verdict(self) -> str:
+        return combine(self.parts)
+
+    @property
+    def noise(self) -> str:
+        return "; ".join(dict.fromkeys(p.noise_text for p in self.parts)) or "not estimated"
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "experiment": self.experiment, "title": self.title, "claim": self.claim,
+                "verdict": self.verdict, "scope": self.scope, "evidence": self.evidence, "noise": self.noise,
+                "why": self.why, "parts": [p.to_json() for p in self.parts]}
+
+
+def _part(name, groups, statistic, boundary, claimed, unit, pool_seeds=False):
+    return (name, estimate(groups, statistic, pool_seeds), boundary, claimed, unit,
+            {**describe(groups), "pooled_seeds": pool_seeds})
+
+
+def _why(parts: Sequence[Part], *more: str) -> str:
+    if combine(parts) == HOLDS:
+        return ""
+    return " ".join(s for s in (text.unresolved(parts), *more) if s)
+
+
+# ---------------------------------------------------------------------------------------------
+# 1-3: E0 and E1
+
+def student_accuracy(teacher, students: Sequence, labels: np.ndarray) -> Verdict:
+    """1. A self-distilled student is at least as accurate as its teacher: non-inferiority, the
+    student's test accuracy minus the teacher's above NON_INFERIORITY points (E1)."""
+    correct = correct_per_image(students, labels)
+    groups = {"students": group(correct, students), "teacher": fixed(correct_per_image([teacher], labels))}
+    parts = family([_part("student minus teacher, test accuracy", groups,
+                          lambda m: 100 * (m["students"] - m["teacher"]), NON_INFERIORITY, ABOVE, "points")])
+    evidence = (f"Students ({text.seeds(students)}) reach {text.pct(correct)} test accuracy, their teacher "
+                f"{text.pct(groups['teacher'].values)}: a difference of {parts[0].text()}.")
+    rises = [x for x in (rise_over_last_fifth(r, "test_acc") for r in students) if x is not None]
+    why = _why(parts, f"The students fit {text.pct([r.metrics['train_acc'] for r in students])} of their clean "
+               f"training set, the teacher {100 * teacher.metrics['train_acc']:.2f} %"
+               + (f"; their test accuracy moved by {min(rises):+.1f} to {max(rises):+.1f} points over the last fifth "
+                  "of training" if rises else "") + ".")
+    return Verdict("e1-accuracy", "E1", "students at least as accurate",
+                   f"A self-distilled student is at least as accurate as its teacher (within {-NON_INFERIORITY:g} "
+                   "point).", evidence, parts, why, scope=f"the students of one teacher (seed {teacher.spec.seed})")
+
+
+def far_from_faithful(teacher, students: Sequence, pool: Sequence) -> Verdict:
+    """2. Students are far from faithful: the student's disagreement with its teacher, as a share of
+    the disagreement between independently trained teachers (pairs of `pool`), above
+    FAR_FROM_FAITHFUL (E1). A near-copy has a share near 0 and fails."""
+    agree = agreement_per_image([teacher], students)
+    pairs = [agreement_per_image([a], [b])[0] for i, a in enumerate(pool) for b in pool[i + 1:]]
+    if not pairs:
+        return Verdict("e1-fidelity", "E1", "far from faithful", "Needs at least two teachers.", "")
+    groups = {"students": group(agree, students), "teacher pairs": fixed(np.stack(pairs))}
+    parts = family([_part("student's disagreement / independent teachers' disagreement", groups,
+                          lambda m: (1 - m["students"]) / (1 - m["teacher pairs"]), FAR_FROM_FAITHFUL, ABOVE, "")])
+    evidence = (f"Students agree with their teacher on {text.pct(agree)} of the test images "
+                f"({text.pct([r.metrics['train_aug_agreement'] for r in students])} of the augmented training "
+                f"images); independent teachers agree on {100 * np.mean(pairs):.2f} %. The students keep "
+                f"{parts[0].text()} of the disagreement independent training leaves.")
+    why = _why(parts, "The students are closer to copies of their teacher than to independently trained networks.")
+    return Verdict("e1-fidelity", "E1", "far from faithful",
+                   f"Students are far from faithful: they keep more than {FAR_FROM_FAITHFUL:g} of the disagreement "
+                   "two independently trained teachers have.", evidence, parts, why,
+                   scope=f"the students of teacher {teacher.spec.seed}, against these {len(pool)} teachers")
+
+
+def beyond_independent(teachers: Sequence, students: Sequence) -> Verdict:
+    """3. Distillation adds fidelity beyond independent training (E0, E1): a student of teacher 0
+    agrees more with its teacher than with teachers it never saw (the paper's baseline) and than
+    independent teachers agree with each other (the study's baseline)."""
+    claim = ("Distillation adds fidelity beyond independent training: a student agrees more with its own teacher "
+             "than with teachers it never saw, and than independent teachers agree with each other.")
+    if len(teachers) < 2:
+        return Verdict("e0-baselines", "E0, E1", "fidelity beyond independent training", claim, "Needs at least "
+                       "two teachers.")
+    own = agreement_per_image(teachers[:1], students)
+    others = np.mean([agreement_per_image([t], students) for t in teachers[1:]], axis=0)  # (students, N)
+    pairs = np.stack([agreement_per_image([a], [b])[0] for i, a in enumerate(teachers) for b in teachers[i + 1:]])
+    paper = {"own teacher": group(own, students, "students"), "other teachers": group(others, students, "students")}
+    study = {"students": group(own, students), "teacher pairs": fixed(pairs)}
+    parts = family([
+        _part("against the paper's baseline (own teacher minus teachers i ≠ 0)", paper,
+              lambda m: 100 * (m["own teacher"] - m["other teachers"]), 0.0, ABOVE, "points"),
+        _part("against the study's baseline (student minus teacher-teacher agreement)", study,
+              lambda m: 100 * (m["students"] - m["teacher pairs"]), 0.0, ABOVE, "points")])
+    evidence = (f"Students of teacher 0 agree {100 * own.mean():.2f} % with it and {100 * others.mean():.2f} % with "
+                f"teachers {', '.join(str(t.spec.seed) for t in teachers[1:])}, which they never saw "
+                f"({parts[0].text()} more, the paper's baseline); independent teachers agree "
+                f"{100 * pairs.mean():.2f} % with each other ({parts[1].text()} more, the study's baseline).")
+    why = _why(parts, "Distillation from teacher 0 left its students no closer to it than to independent networks.")
+    return Verdict("e0-baselines", "E0, E1", "fidelity beyond independent training", claim, evidence, parts, why,
+                   scope=f"the students of teacher {teachers[0].spec.seed}, against these {len(teachers)} teachers")
+
+
+# ---------------------------------------------------------------------------------------------
+# 4-8: E2-E6
+
+def ensemble_size(by_size: Mapping[int, Sequence], pool: Sequence) -> Verdict:
+    """4. Agreement rises with the ensemble's size (E2): the largest ensemble's students against
+    the smallest's, each measured against its own ensemble, paired by seed."""
+    claim = "Students of larger teacher ensembles agree more with their teacher."
+    sizes = sorted(by_size)
+    if len(sizes) < 2:
+        return Verdict("e2-ensembles", "E2", "more teachers, more agreement", claim, "Needs at least two ensemble "
+                       "sizes.")
+    lo, hi = sizes[0], sizes[-1]
+    agree = {m: agreement_per_image(pool[:m], by_size[m]) for m in sizes}
+    groups = {f"m={m}": group(agree[m], by_size[m], "seeds") for m in (lo, hi)}
+    parts = family([_part(f"agreement at m = {hi} minus m = {lo}", groups,
+                          lambda m: 100 * (m[f"m={hi}"] - m[f"m={lo}"]), 0.0, ABOVE, "points")])
+    rows = "; ".join(f"m = {m}: {text.pct(agree[m])} (ensemble accuracy "
+                     f"{100 * mean_metric(by_size[m], 'teacher_test_acc'):.2f} %)" for m in sizes)
+    evidence = f"Test agreement with the ensemble: {rows}. Difference {parts[0].text()}."
+    gain = 100 * (mean_metric(by_size[hi], "teacher_test_acc") - mean_metric(by_size[lo], "teacher_test_acc"))
+    why = _why(parts, f"The {hi}-teacher ensemble is {gain:.2f} points more accurate than a single teacher.",
+               text.levelling([r for m in (lo, hi) for r in by_size[m]], "students"))
+    return Verdict("e2-ensembles", "E2", "more teachers, more agreement", claim, evidence, parts, why)
+
+
+def sharp_transition(models: Mapping[str, tuple]) -> Verdict:
+    """5. Fidelity jumps sharply at an intermediate lambda (E3): on train agreement (augmented
+    training images, eval mode), the curve over the lambdas below 1 rises, and the lambda-width of
+    the middle 80 % of its rise is under SHARP_WIDTH. Each lambda's students are independent runs
+    (seeds of their own); lambda = 1 is shown, never decides.
+
+    models: model name (e.g. "LayerNorm") -> (the teacher, {lambda: students})."""
+    lo, hi = JUMP_WINDOW
+    claim = (f"Fidelity jumps sharply at an intermediate λ: most of the rise in train agreement happens between "
+             f"λ = {lo:g} and {hi:g}, where the paper's curve jumps.")
+    specs, shown, whys = [], [], []
+    named = len(models) > 1
+    for model, (teacher, by_lambda) in models.items():
+        prefix = f"{model}: " if named else ""
+        grid = sorted(l for l in by_lambda if l < 1)
+        curve = {l: agreement_per_image([teacher], by_lambda[l], "train_aug") for l in sorted(by_lambda)}
+        shown.append((f"{prefix}train agreement " if prefix else "Train agreement ")
+                     + ", ".join(f"{100 * curve[l].mean():.1f} % at λ = {l:g} ({len(by_lambda[l])})"
+                                 for l in sorted(by_lambda)))
+        if len(grid) < 2 or not grid[0] <= lo < hi <= grid[-1]:
+            whys.append(f"{prefix}the λ grid below 1 ({', '.join(f'{l:g}' for l in grid)}) does not span the window "
+                        f"[{lo:g}, {hi:g}].")
+            continue
+        groups = {f"{l:g}": group(curve[l], by_lambda[l], f"λ = {l:g}") for l in grid}
+
+        def stacked(m, grid=grid):
+            return np.stack([m[f"{l:g}"] for l in grid])
+
+        specs.append(_part(f"{prefix}rise in train agreement, λ = 0 to {grid[-1]:g}", groups,
+                           lambda m, s=stacked: 100 * (s(m)[-1] - s(m)[0]), 0.0, ABOVE, "points", pool_seeds=True))
+        specs.append(_part(f"{prefix}share of the rise between λ = {lo:g} and {hi:g}", groups,
+                           lambda m, s=stacked, g=grid: window_share(s(m), g), MOST, ABOVE, "", pool_seeds=True))
+        means = np.array([[curve[l].mean()] for l in grid])
+        shown.append(f"{prefix}the middle 80 % of the rise spans λ = {rise_width(means, grid)[0]:.2f} (descriptive)")
+        steps = np.diff([curve[l].mean() for l in grid])
+        whys.append(f"{prefix}steps of " + ", ".join(f"{100 * s:+.1f}" for s in steps)
+                    + f" points between neighbouring λ up to {grid[-1]:g}; the teacher fits "
+                    f"{100 * teacher.metrics['train_acc']:.1f} % of its clean training set.")
+    parts = family(specs)
+    evidence = ". ".join(shown) + (". " + "; ".join(f"{p.name}: {p.text()}" for p in parts) + "." if parts else ".")
+    why = _why(parts, " ".join(whys))
+    return Verdict("e3-transition", "E3", "a sharp transition in λ", claim, evidence, parts,
+                   why[:1].upper() + why[1:])
+
+
+def cka_not_agreement(teacher, random: Sequence, teacher_init: Sequence) -> Verdict:
+    """6. A teacher-init student has higher CKA with its teacher at stage 1 (difference above 0)
+    but no higher agreement (difference below NO_HIGHER points: non-superiority) (E4); paired by
+    seed (the same data order)."""
+    claim = (f"A student started from the teacher's initial weights has higher CKA with it, but no higher "
+             f"agreement (not {NO_HIGHER:g} point or more).")
+    cka = {"teacher init": group([r.metrics["cka"][0] for r in teacher_init], teacher_init, "seeds"),
+           "random init": group([r.metrics["cka"][0] for r in random], random, "seeds")}
+    a_init, a_rand = agreement_per_image([teacher], teacher_init), agreement_per_image([teacher], random)
+    agree = {"teacher init": group(a_init, teacher_init, "seeds"), "random init": group(a_rand, random, "seeds")}
+    parts = family([
+        _part("CKA at stage 1, teacher init minus random init", cka,
+              lambda m: m["teacher init"] - m["random init"], 0.0, ABOVE, ""),
+        _part("test agreement, teacher init minus random init", agree,
+              lambda m: 100 * (m["teacher init"] - m["random init"]), NO_HIGHER, BELOW, "points")])
+
+    def stages(runs):
+        return " / ".join(f"{np.mean([r.metrics['cka'][i] for r in runs]):.3f}" for i in range(3))
+
+    evidence = (f"CKA with the teacher at stages 1 / 2 / 3: {stages(teacher_init)} from the teacher's initial "
+                f"weights ({text.seeds(teacher_init)}), {stages(random)} from random ones ({text.seeds(random)}); "
+                f"stage 1 difference {parts[0].text()}. Agreement {text.pct(a_init)} vs {text.pct(a_rand)}: "
+                f"{parts[1].text()}.")
+    return Verdict("e4-cka", "E4", "CKA without agreement", claim, evidence, parts, _why(parts))
+
+
+def temperature_and_mixup(low: Sequence, high: Sequence, mixup: Sequence, pool: Sequence) -> Verdict:
+    """7. A higher temperature raises agreement (`high` vs `low`); MixUp (at `high`'s temperature)
+    lowers the KL, and by a larger fraction than it lowers the disagreement (E5); all students of
+    one ensemble, paired by seed."""
+    t_lo, t_hi = low[0].spec.tau, high[0].spec.tau
+    claim = (f"A higher temperature raises agreement; MixUp lowers the KL, and by a larger fraction than it "
+             f"lowers the disagreement.")
+    a_lo, a_hi, a_mix = (agreement_per_image(pool, r) for r in (low, high, mixup))
+    k_hi, k_mix = kl_per_image(pool, high), kl_per_image(pool, mixup)
+    tau = {"low": group(a_lo, low, "seeds"), "high": group(a_hi, high, "seeds")}
+    kl = {"plain": group(k_hi, high, "seeds"), "mixup": group(k_mix, mixup, "seeds")}
+    mix = {"agree": group(a_hi, high, "seeds"), "kl": group(k_hi, high, "seeds"),
+           "agree mixup": group(a_mix, mixup, "seeds"), "kl mixup": group(k_mix, mixup, "seeds")}
+
+    def relative_gain(m):
+        kl_cut = (m["kl"] - m["kl mixup"]) / m["kl"]                          # fraction of the KL removed
+        disagreement_cut = (m["agree mixup"] - m["agree"]) / (1 - m["agree"])  # fraction of disagreement removed
+        return kl_cut - disagreement_cut
+
+    parts = family([
+        _part(f"agreement at τ = {t_hi:g} minus τ = {t_lo:g}", tau, lambda m: 100 * (m["high"] - m["low"]),
+              0.0, ABOVE, "points"),
+        _part(f"KL with MixUp minus without (τ = {t_hi:g})", kl, lambda m: m["mixup"] - m["plain"], 0.0, BELOW,
+              "nats"),
+        _part("MixUp: fraction of the KL removed minus fraction of the disagreement removed", mix, relative_gain,
+              0.0, ABOVE, "")])
+    evidence = (f"Agreement {text.pct(a_lo)} at τ = {t_lo:g} and {text.pct(a_hi)} at τ = {t_hi:g} "
+                f"({parts[0].text()}). MixUp at τ = {t_hi:g}: agreement {text.pct(a_mix)}, KL {k_hi.mean():.3f} → "
+                f"{k_mix.mean():.3f} ({parts[1].text()}); fraction of the KL removed minus fraction of the "
+                f"disagreement removed {parts[2].text()}.")
+    return Verdict("e5-temperature", "E5", "temperature and MixUp", claim, evidence, parts,
+                   _why(parts, text.levelling([*low, *high, *mixup], "students")))
+
+
+def optimiser_and_length(base: Sequence, alternatives: Mapping[str, Sequence], teacher) -> Verdict:
+    """8. Neither longer training nor Adam closes the gap, on test and on train agreement (E6): the
+    fraction of the baseline's gap to 100 % that an alternative closes lies below MOST; paired by
+    seed (the same initial weights)."""
+    claim = "Neither longer training nor Adam closes the gap to the teacher, on test or on training images."
+    agree = {split: {label: agreement_per_image([teacher], runs, split)
+                     for label, runs in {"baseline": base, **alternatives}.items()}
+             for split in ("test", "train_aug")}
+    specs, labels = [], []
+    for name, runs in alternatives.items():
+        for split, where in (("test", "test"), ("train_aug", "augmented training")):
+            labels.append(f"{name} ({'test' if split == 'test' else 'train'})")
+            groups = {"base": group(agree[split]["baseline"], base, "seeds"),
+                      "alt": group(agree[split][name], runs, "seeds")}
+            specs.append(_part(f"{name}: fraction of the gap closed on {where} images", groups,
+                               lambda m: (m["alt"] - m["base"]) / (1 - m["base"]), MOST, BELOW, ""))
+    parts = family(specs)
+    rows = [f"{label}: {text.pct(agree['test'][label])} test, {text.pct(agree['train_aug'][label])} train"
+            for label in agree["test"]]
+    evidence = ("Agreement with the teacher, " + "; ".join(rows) + ". Fraction of the baseline's gap to 100 % "
+                "closed: " + "; ".join(f"{label} {p.text()}" for label, p in zip(labels, parts)) + ".")
+    return Verdict("e6-optimiser", "E6", "neither optimiser nor length closes the gap", claim, evidence, parts,
+                   _why(parts, f"Closing the gap means closing more than {MOST:g} of it.",
+                        text.levelling(base, "baseline students")))

@@ -1,0 +1,63 @@
+"""Claims in words: the sentences, lists and tables the chapters print (kdlib.claims)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from kdlib.claims.evidence import rise_over_last_fifth
+from kdlib.claims.rules import HOLDS, INCONCLUSIVE, LEVELLED
+
+
+def pct(values) -> str:
+    """'m ± s %' over runs: `values` holds one fraction per run, or (runs, images) per-image values."""
+    v = np.asarray(values, dtype=float)
+    v = 100 * (v.mean(1) if v.ndim == 2 else v)
+    return f"{v.mean():.2f} ± {v.std(ddof=1):.2f} %" if len(v) > 1 else f"{v.mean():.2f} %"
+
+
+def seeds(runs: Sequence) -> str:
+    return f"{len(runs)} seed{'s' if len(runs) != 1 else ''}"
+
+
+def levelling(runs: Sequence, what: str) -> str:
+    """A sentence on whether these runs' test agreement had levelled off, computed from their histories."""
+    rises = [x for x in (rise_over_last_fifth(r) for r in runs) if x is not None]
+    if not rises:
+        return ""
+    top = max(rises)
+    if top < LEVELLED:
+        return (f"The {what} had levelled off: agreement rose by at most {top:.1f} points over the last fifth "
+                "of training.")
+    return (f"The {what} had not all levelled off: agreement still rose by up to {top:.1f} points over the last "
+            "fifth of training, so where they end depends on the training length.")
+
+
+def unresolved(parts) -> str:
+    """The parts that did not hold, in words: the quantity, its interval, and what that means."""
+    out = []
+    for p in parts:
+        if p.verdict == HOLDS:
+            continue
+        reason = (f"its interval reaches across {p.boundary:g}: inside the noise" if p.verdict == INCONCLUSIVE
+                  else f"{p.claimed_opposite_words()} {p.boundary:g}, against the claim")
+        out.append(f"{p.name}: {p.text()}, {reason} ({p.noise_text})")
+    return "; ".join(out) + "." if out else ""
+
+
+def markdown(verdicts: Sequence) -> str:
+    """The verdicts as a Markdown list, for the end of a chapter."""
+    return "\n".join(f"- **{v.verdict.capitalize()}.** {v.claim} {v.evidence} *Judged against:* {v.noise}."
+                     + (f" {v.why}" if v.why else "") for v in verdicts)
+
+
+def summary_table(verdicts: Sequence) -> str:
+    """The E7 table as Markdown: each claim, its verdict and the comparisons that decided it."""
+    rows = ["| claim | verdict | deciding comparisons: estimate [95 % interval], boundary |", "|---|---|---|"]
+    for v in verdicts:
+        deciding = "; ".join(f"{p.name}: {p.text()}, {'>' if p.claimed == 'above' else '<'} {p.boundary:g}"
+                             for p in v.parts) or v.evidence
+        verdict = f"**{v.verdict}**" if v.verdict == HOLDS else v.verdict
+        rows.append(f"| {v.experiment} · {v.title} (`{v.id}`) | {verdict} | {deciding} |")
+    return "\n".join(rows)
