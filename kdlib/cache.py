@@ -8,7 +8,7 @@ A run folder holds
                      teacher also stores "train" (clean) and "train_aug" (evaluate.augmented_views)
                      logits, which its students' final metrics reuse instead of running it again; a
                      student stores its predicted labels there ("train_pred", "train_aug_pred"), which
-                     the claims' bootstrap over training images reads (kdlib.claims)
+                     what the claims read on the training images (kdlib.claims)
     result.json      history, final metrics, the sha256 of model.pt and logits.pt, and its own
                      checksum; written last, so its presence means the run is complete
 

@@ -108,8 +108,8 @@ def _kl_per_example(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Ten
 
 
 def kl_per_example(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
-    """KL(p_t || p_s) of each example in nats, float64 (N,): what `kl` averages (the claims'
-    bootstrap over test images resamples it)."""
+    """KL(p_t || p_s) of each example in nats, float64 (N,): what `kl` averages (the claims read it image
+    by image, kdlib.stats)."""
     _check_pair("teacher_logits", teacher_logits, "student_logits", student_logits)
     return _kl_per_example(teacher_logits, student_logits)
 

@@ -33,6 +33,7 @@ import torch
 from IPython.display import Markdown
 
 import kdlib
+from kdlib import claims
 from kdlib import experiments as ex
 from kdlib import report
 from kdlib.scales import SEED_STRIDE, probe_table
@@ -122,6 +123,18 @@ times = pd.DataFrame([{"notebook": n, "seconds": timings[n]["seconds"], "scale":
 if not times.empty:
     times.loc["total"] = [times["seconds"].sum(), ""]
 times
+
+# %% [markdown]
+# ## The runs that would decide each claim
+#
+# For every part of every claim: its estimate and interval, the seeds per setting these runs have,
+# and how many would decide it (its interval on one side of its boundary) with 80 % probability if
+# the true value were the one measured, from the seed and image variance parts these runs measured
+# (`kdlib.claims.power`; the images' part stays, the seeds' part shrinks as one over the seeds).
+# A part whose estimate sits close to its boundary needs many seeds; one already decided needs no more.
+
+# %% tags=["hide-input"]
+Markdown(claims.power_table(claims.evaluate(claims.collect(exp))))
 
 # %% [markdown]
 # ## How this scale was chosen

@@ -93,4 +93,4 @@ ensemble ({s5[1]:.2f} % vs {s5[0]:.2f} %) while agreement rose with m, from {s1[
 # ## Verdict
 
 # %% tags=["hide-input"]
-Markdown(claims.markdown([claims.ensemble_size(students, teachers)]))
+Markdown(claims.markdown(claims.chapter(exp, "E2")))

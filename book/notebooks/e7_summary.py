@@ -13,10 +13,10 @@
 # %% [markdown]
 # # E7 · Summary: what replicated
 #
-# Our headline numbers beside the paper's and the study's (the study's Table 8, with pool means
-# beside pool means), then each of the paper's eight claims judged on our runs by `kdlib.claims`:
-# every verdict comes with the numbers behind it and the noise it was judged against, and
-# `python -m kdlib.claims --scale <this scale>` prints the same verdicts from the run cache.
+# The paper's eight claims judged on our runs by `kdlib.claims`, at a glance and then in full, and
+# our headline numbers beside the paper's and the study's. Every verdict comes with the numbers
+# behind it and the noise it was judged against, and `python -m kdlib.claims --scale <this scale>`
+# prints the same verdicts from the run cache.
 
 # %% tags=["parameters"]
 scale = "reduced"
@@ -31,6 +31,7 @@ from IPython.display import Markdown, display
 
 from kdlib import claims
 from kdlib import experiments as ex
+from kdlib.claims.figure import verdict_figure
 from kdlib.reference import ORIGINAL_CODE, PAPER, STUDY
 
 exp = ex.open_experiment(scale, data, device, executor, seed_base)
@@ -39,6 +40,17 @@ runs = claims.collect(exp)
 verdicts = claims.evaluate(runs)
 pairs = ex.pairwise(runs.teachers)
 students = runs.self_distilled
+
+# %% [markdown]
+# ## The verdicts at a glance
+#
+# One row for each part of each claim: the estimate (circle) and its 95 % interval (bar; an arrow
+# where the runs give it no bound) against the boundary the claim declares (dashed), with the claimed
+# side shaded. Green: the part holds; red: it does not; grey: the runs do not decide it. A claim
+# holds when all its parts hold (protocol §8).
+
+# %% tags=["hide-input"]
+fig = verdict_figure(verdicts)
 
 # %% [markdown]
 # ## Our numbers beside the published ones
@@ -75,11 +87,13 @@ with pd.option_context("display.max_colwidth", None):
 # %% [markdown]
 # ## The paper's claims at this scale
 #
-# A claim holds when its difference lies on the claimed side of zero with the whole of its 95 %
-# interval, does not hold when the interval lies on the other side, and is inconclusive when the
-# interval straddles zero: a difference inside the noise decides nothing. The table gives each
-# claim's verdict and the comparisons that decided it; the list below it, the numbers behind them and
-# the noise they were judged against.
+# Each claim was turned into parts, each with a boundary declared before the runs were read
+# (docs/protocol.md §8). A claim holds when every part's 95 % interval lies on the claimed side of
+# its boundary; it does not hold when some part's interval, widened for the number of parts
+# (Bonferroni), lies on the other side; otherwise the runs do not decide it. The intervals count the
+# spread over seeds (t quantiles: with 3 seeds they are wide) and the sampling of the test images.
+# The table gives each claim's verdict and the comparisons that decided it; the list below it, the
+# numbers behind them and the noise they were judged against.
 
 # %% tags=["hide-input"]
 Markdown(claims.summary_table(verdicts))
@@ -90,7 +104,7 @@ others = [v for v in verdicts if v.verdict != claims.HOLDS]
 fit = claims.regime(runs.teachers, students)
 central = {v.id: v for v in verdicts}
 faithful, baselines = central["e1-fidelity"], central["e0-baselines"]
-in_regime = fit["teachers_fit"] and fit["students_levelled"]
+in_regime = fit["in_regime"]
 verbs = {claims.FAILS: ("does not hold", "do not hold"), claims.INCONCLUSIVE: ("is inconclusive", "are inconclusive")}
 counts = {k: sum(v.verdict == k for v in others) for k in verbs}
 rest = " and ".join(f"{n} {verbs[k][n != 1]}" for k, n in counts.items() if n)
@@ -111,6 +125,7 @@ than independent training would make them ({baselines.verdict}, against each bas
 {faithful.evidence} {baselines.evidence}
 """ + ("\n\n### The claims these runs do not confirm, and what they show\n\n" + "\n".join(
     f"- **{v.title[:1].upper() + v.title[1:]} ({v.experiment}): {v.verdict}.** {v.why or v.evidence}"
+    + (" " + claims.deciding_runs(v) if v.verdict == claims.INCONCLUSIVE else "")
     for v in others) if others else ""))
 
 # %% [markdown]

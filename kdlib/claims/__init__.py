@@ -29,7 +29,8 @@ from kdlib.claims.rules import FAILS, HOLDS, INCONCLUSIVE, LEVELLED, VERDICTS, P
 from kdlib.claims.text import markdown, summary_table
 
 __all__ = ["ClaimRuns", "FAILS", "HOLDS", "INCONCLUSIVE", "NORM_NAMES", "Part", "VERDICTS", "Verdict", "chapter",
-           "collect", "combine", "evaluate", "markdown", "power", "regime", "summary_table", "main"]
+           "collect", "combine", "deciding_runs", "evaluate", "markdown", "power", "power_table", "regime",
+           "summary_table", "main"]
 
 NORM_NAMES = {"layer": "LayerNorm", "batch": "BatchNorm"}
 
@@ -159,7 +160,33 @@ def power(part: Part, effect: float | None = None, target: float = 0.8, most: in
     return None
 
 
+def deciding_runs(verdict: Verdict) -> str:
+    """A sentence on how many seeds per setting would decide an undecided claim, from its parts'
+    measured variance (`power`, at the effect measured)."""
+    undecided = [(p, power(p)) for p in verdict.parts if p.verdict == INCONCLUSIVE]
+    if not undecided:
+        return ""
+    said = [f"{p.name}: {n} seeds per setting" if n else f"{p.name}: more than 64 seeds per setting (the effect "
+            "measured is too close to the boundary)" for p, n in undecided]
+    return ("From the variance these runs measured, deciding it at the effect measured would take (80 % power) "
+            + "; ".join(said) + ".")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from kdlib.claims.cli import main as cli_main
 
     return cli_main(argv)
+
+
+def power_table(verdicts: Sequence[Verdict]) -> str:
+    """Markdown: for every part, its seeds now, its verdict, and the seeds per setting that would
+    decide it with 80 % probability at the effect measured (`power`)."""
+    rows = ["| claim | part | seeds per setting now | verdict | seeds to decide it (80 % power, effect as measured) |",
+            "|---|---|---|---|---|"]
+    for v in verdicts:
+        for p in v.parts:
+            units = max(p.noise["units"].values(), default=0)
+            needed = power(p)
+            rows.append(f"| {v.experiment} · {v.title} | {p.name}: {p.text()} | {units} | {p.verdict} | "
+                        f"{needed if needed is not None else '> 64'} |")
+    return "\n".join(rows)

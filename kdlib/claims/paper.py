@@ -16,9 +16,8 @@ import numpy as np
 from kdlib.claims import text
 from kdlib.claims.evidence import (agreement_per_image, correct_per_image, fixed, group, kl_per_image, mean_metric,
                                    rise_over_last_fifth)
-from kdlib.claims.rules import (ABOVE, BELOW, FAR_FROM_FAITHFUL, HOLDS, INCONCLUSIVE, MOST, NO_HIGHER, NON_INFERIORITY,
-                                JUMP_WINDOW, Part, combine, family, rise_width,
-                                window_share)
+from kdlib.claims.rules import (ABOVE, BELOW, FAR_FROM_FAITHFUL, HOLDS, JUMP_WINDOW, MOST, NO_HIGHER,
+                                NON_INFERIORITY, Part, combine, family, rise_width, window_share)
 from kdlib.stats import describe, estimate
 
 
@@ -233,8 +232,8 @@ def temperature_and_mixup(low: Sequence, high: Sequence, mixup: Sequence, pool: 
     lowers the KL, and by a larger fraction than it lowers the disagreement (E5); all students of
     one ensemble, paired by seed."""
     t_lo, t_hi = low[0].spec.tau, high[0].spec.tau
-    claim = (f"A higher temperature raises agreement; MixUp lowers the KL, and by a larger fraction than it "
-             f"lowers the disagreement.")
+    claim = ("A higher temperature raises agreement; MixUp lowers the KL, and by a larger fraction than it "
+             "lowers the disagreement.")
     a_lo, a_hi, a_mix = (agreement_per_image(pool, r) for r in (low, high, mixup))
     k_hi, k_mix = kl_per_image(pool, high), kl_per_image(pool, mixup)
     tau = {"low": group(a_lo, low, "seeds"), "high": group(a_hi, high, "seeds")}

@@ -49,7 +49,8 @@ def unresolved(parts) -> str:
 def markdown(verdicts: Sequence) -> str:
     """The verdicts as a Markdown list, for the end of a chapter."""
     return "\n".join(f"- **{v.verdict.capitalize()}.** {v.claim} {v.evidence} *Judged against:* {v.noise}."
-                     + (f" {v.why}" if v.why else "") for v in verdicts)
+                     + (f" *Speaks of* {v.scope}." if v.scope else "") + (f" {v.why}" if v.why else "")
+                     for v in verdicts)
 
 
 def summary_table(verdicts: Sequence) -> str:
