@@ -153,7 +153,7 @@ def power(part: Part, effect: float | None = None, target: float = 0.8, most: in
         total = seeds + iv.images
         if total == 0:
             return n
-        df = total ** 2 / (seeds ** 2 / (n - 1) + 0)
+        df = total ** 2 / (seeds ** 2 / (n - 1)) if seeds > 0 else math.inf  # the images' part: df ~ inf
         z = _sp.t.ppf(0.5 + 0.95 / 2, df) + _sp.t.ppf(target, df)
         if z * math.sqrt(total) < distance:
             return n
