@@ -183,10 +183,15 @@ def test_pairing_by_seed_cancels_what_a_seed_shares():
 
 def test_noise_is_not_counted_twice():
     """Runs whose values differ only by their luck on each image (no seed or image effect): the seed
-    part already holds that luck, and the images' part comes out near zero."""
-    g = Group(np.random.default_rng(1).normal(0, 1, (5, 4000)))
-    iv = estimate({"a": g}, lambda m: m["a"])
-    assert iv.images < 0.2 * iv.seeds
+    part already holds that luck, and the images' part comes out near zero on average (any one
+    draw leaves it a little above or below; it is cut at zero)."""
+    seeds, images = [], []
+    for _ in range(200):
+        iv = estimate({"a": Group(rng.normal(0, 1, (5, 1000)))}, lambda m: m["a"])
+        seeds.append(iv.seeds)
+        images.append(iv.images)
+    assert np.mean(seeds) == pytest.approx(1 / 1000 / 5, rel=0.15)
+    assert np.mean(images) < 0.1 * np.mean(seeds)
 
 
 def test_a_block_of_one_unit_has_no_interval_and_serialises_as_null():

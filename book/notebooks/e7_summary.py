@@ -104,13 +104,10 @@ others = [v for v in verdicts if v.verdict != claims.HOLDS]
 fit = claims.regime(runs.teachers, students)
 central = {v.id: v for v in verdicts}
 faithful, baselines = central["e1-fidelity"], central["e0-baselines"]
-in_regime = fit["in_regime"]
 verbs = {claims.FAILS: ("does not hold", "do not hold"), claims.INCONCLUSIVE: ("is inconclusive", "are inconclusive")}
 counts = {k: sum(v.verdict == k for v in others) for k in verbs}
 rest = " and ".join(f"{n} {verbs[k][n != 1]}" for k, n in counts.items() if n)
 rest = f"Of the others, {rest}." if rest else ""
-regime = ("the regime the paper studies: networks that fit their data, and students that have settled" if in_regime
-          else "not the regime the paper studies, so the verdicts below speak of networks unlike the paper's")
 Markdown(f"""
 At the **{sc.name}** scale ({sc.description}), **{len(held)} of the {len(verdicts)} claims hold** in our
 runs{':' if held else '.'} {'; '.join(f'{v.title} ({v.experiment})' for v in held)}{'.' if held else ''} {rest}
@@ -118,7 +115,7 @@ runs{':' if held else '.'} {'; '.join(f'{v.title} ({v.experiment})' for v in hel
 **The regime.** The teachers fit {ex.fmt(fit['teacher_train_acc'])} % of their training images (the study's
 {STUDY['e0']['teacher_train_acc']} %), and over the last fifth of their training the self-distilled students'
 agreement rose by {fit['mean_rise']:.2f} points on average ({', '.join(f'{r:+.1f}' for r in fit['rises'])} for the
-{len(fit['rises'])} students): {regime}.
+{len(fit['rises'])} students): {fit['words']}.
 
 **The central finding** is that students are far from faithful ({faithful.verdict} here) and yet more faithful
 than independent training would make them ({baselines.verdict}, against each baseline separately).

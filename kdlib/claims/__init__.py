@@ -133,6 +133,9 @@ def regime(teachers: Sequence, students: Sequence) -> dict:
     out = {"teacher_train_acc": fit, "teachers_fit": min(fit) >= 90.0, "rises": rises, "mean_rise": mean_rise,
            "students_levelled": mean_rise is not None and mean_rise < LEVELLED}
     out["in_regime"] = out["teachers_fit"] and out["students_levelled"]
+    out["words"] = ("the regime the paper studies: networks that fit their data, and students that have settled"
+                    if out["in_regime"] else
+                    "not the regime the paper studies, so the verdicts speak of networks unlike the paper's")
     return out
 
 

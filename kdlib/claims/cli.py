@@ -32,8 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser().parse_args(argv)
     try:
-        exp = ex.open_experiment(args.scale, args.data, args.device, "inline", train=False,
-                                 **({"seed_base": args.seed_base} if args.seed_base else {}))
+        exp = ex.open_experiment(args.scale, args.data, args.device, "inline", args.seed_base, train=False)
         verdicts = claims.evaluate(claims.collect(exp))
     except (ValueError, FileNotFoundError) as e:
         parser().error(str(e))
