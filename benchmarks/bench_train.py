@@ -500,15 +500,21 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> dict:
-    args = parse_args(argv)
-    report = run(args)
-    print(table(report))
-    if args.json:
-        path = Path(args.json)
+def publish(report: dict, text: str, json_path) -> dict:
+    """Print a benchmark's table and write its record as JSON (when a path is given); every
+    benchmark's `main` ends here."""
+    print(text)
+    if json_path:
+        path = Path(json_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=1) + "\n")
     return report
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    report = run(args)
+    return publish(report, table(report), args.json)
 
 
 if __name__ == "__main__":

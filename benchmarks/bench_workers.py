@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
@@ -38,7 +36,7 @@ from kdlib.cache import RunCache
 from kdlib.config import TeacherSpec
 from kdlib.runs import run_all
 
-from benchmarks.bench_train import REPO, default_data, load_data, machine
+from benchmarks.bench_train import REPO, default_data, load_data, machine, publish
 
 SEEDS = (0, 1)
 
@@ -135,12 +133,7 @@ def table(report: dict) -> str:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     report = run(args)
-    print(table(report))
-    if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=1) + "\n")
-    return report
+    return publish(report, table(report), args.json)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from kdlib.identity import RunKey
 from kdlib.progress import Progress
 from kdlib.runs import (EXECUTORS, MissingRunsError, RunFailure, RunsFailedError, cached_runs,  # noqa: F401
                         check_executor, describe, failure, get_run, obtain, ray_address, run_all, run_key,
-                        teacher_failed)
+                        startable, teacher_failed)
 from kdlib.train import TrainOptions
 
 # The Ray GPU share of one run when the cluster has GPUs: five runs per GPU, as the original
@@ -126,18 +126,11 @@ class RayBackend:
         bar = Progress(len(todo), f"runs on Ray ({self.gpus:g} GPU each)", unit="run", enabled=progress)
         try:
             while todo or pending:
-                for key in list(todo):
-                    skipped = teacher_failed(key, failures)
-                    if skipped is not None:
-                        failures[key] = skipped
-                        todo.remove(key)
-                        bar.update()
-                    elif all(t in runs for t in key.teachers):
-                        for t in key.teachers:
-                            if t not in shipped:
-                                shipped[t] = ray.put((t.id, cache.export_run(t.id)))
-                        pending[task.remote(key, data_ref, where, device, *[shipped[t] for t in key.teachers])] = key
-                        todo.remove(key)
+                for key in startable(todo, runs, failures, bar):
+                    for t in key.teachers:
+                        if t not in shipped:
+                            shipped[t] = ray.put((t.id, cache.export_run(t.id)))
+                    pending[task.remote(key, data_ref, where, device, *[shipped[t] for t in key.teachers])] = key
                 if not pending:
                     break
                 (done,), _ = ray.wait(list(pending), num_returns=1)

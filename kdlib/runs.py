@@ -295,6 +295,23 @@ def failure(key: RunKey, error: BaseException, tb: str | None = None) -> RunFail
     return RunFailure(key.id, key.spec, f"{type(error).__name__}: {error}", tb)
 
 
+def startable(todo: list[RunKey], runs: dict, failures: dict, bar) -> list[RunKey]:
+    """Take out of `todo` (plan order, teachers first) the runs that can start now, all of whose
+    teachers are finished; a run one of whose teachers failed is taken out too, recorded in
+    `failures` as not started, and counted on `bar`. Used by every parallel executor."""
+    out = []
+    for key in list(todo):
+        skipped = teacher_failed(key, failures)
+        if skipped is not None:
+            failures[key] = skipped
+            todo.remove(key)
+            bar.update()
+        elif all(t in runs for t in key.teachers):
+            todo.remove(key)
+            out.append(key)
+    return out
+
+
 def teacher_failed(key: RunKey, failures: dict[RunKey, RunFailure]) -> RunFailure | None:
     """Why `key` cannot start: a failure if one of its teachers failed, else None."""
     failed = [t.id for t in key.teachers if t in failures]
@@ -387,20 +404,13 @@ def _run_in_processes(order, runs, failures, dataset, cache, options, workers: i
     finished = False
     try:
         while todo or pending:
-            for key in list(todo):  # in plan order: teachers first
-                skipped = teacher_failed(key, failures)
-                if skipped is not None:
-                    failures[key] = skipped
-                    todo.remove(key)
+            for key in startable(todo, runs, failures, bar):
+                try:
+                    pending[pool.submit(_train_in_worker, key, root, device)] = key
+                except BrokenProcessPool as e:  # a worker died (killed, out of memory): no more runs start
+                    failures[key] = failure(key, e)
+                    first_error = first_error or e
                     bar.update()
-                elif all(t in runs for t in key.teachers):
-                    todo.remove(key)
-                    try:
-                        pending[pool.submit(_train_in_worker, key, root, device)] = key
-                    except BrokenProcessPool as e:  # a worker died (killed, out of memory): no more runs start
-                        failures[key] = failure(key, e)
-                        first_error = first_error or e
-                        bar.update()
             if not pending:
                 break
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
