@@ -142,23 +142,27 @@ def regime(teachers: Sequence, students: Sequence) -> dict:
 def power(part: Part, effect: float | None = None, target: float = 0.8, most: int = 64) -> int | None:
     """Units (seeds) per block that would decide `part` with probability `target` if the quantity's
     true value were `effect` (default: the estimate measured), from the part's measured variance
-    parts: the seed part scales as 1 / units, the images' part stays. None when no count up to
-    `most` would (or no variance was measured)."""
+    parts: the seed part scales as 1 / units, the images' part stays. As the interval does, each
+    part keeps its own t quantile (its degrees of freedom: U - 1 per block, summed over pooled
+    blocks): decided when |effect - boundary| exceeds the 95 % half-width plus the `target`
+    quantile's. None when no count up to `most` would (or no variance was measured)."""
     iv = part.interval
     effect = iv.estimate if effect is None else effect
     units = max(part.noise["units"].values(), default=0)
+    blocks = len(part.noise["units"]) if part.noise.get("pooled_seeds") else 1
     distance = abs(effect - part.boundary)
     if not math.isfinite(iv.seeds) or units < 2 or not math.isfinite(distance):
         return None
     per_unit = iv.seeds * units  # the seed part of one unit per block
     for n in range(2, most + 1):
         seeds = per_unit / n
-        total = seeds + iv.images
-        if total == 0:
-            return n
-        df = total ** 2 / (seeds ** 2 / (n - 1)) if seeds > 0 else math.inf  # the images' part: df ~ inf
-        z = _sp.t.ppf(0.5 + 0.95 / 2, df) + _sp.t.ppf(target, df)
-        if z * math.sqrt(total) < distance:
+        pieces = [(seeds, (n - 1) * blocks), (iv.images, math.inf)]
+
+        def half(q):
+            return math.sqrt(sum(v * (_sp.t.ppf(q, d) if math.isfinite(d) else _sp.norm.ppf(q)) ** 2
+                                 for v, d in pieces if v > 0))
+
+        if half(0.5 + 0.95 / 2) + half(target) < distance:
             return n
     return None
 
