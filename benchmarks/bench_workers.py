@@ -11,7 +11,9 @@ Two teachers of the reduced scale (kdlib.scales "reduced": its data and teacher 
 Both are timed in the same process, one after the other, end to end as `run_all` is called: the
 workers' time includes spawning them (each imports torch and receives the data). Reported: seconds
 for each and the throughput ratio serial / workers (> 1: the workers train more runs per hour).
-The two give the same run ids; their last bits can differ (the thread counts differ).
+The two give the same run ids; their last bits can differ (the thread counts differ). A third arm
+trains the first teacher again with its history measured after every epoch, for the cost of one
+history evaluation and its share of a reduced student run ("evaluation").
 
 --data synthetic trains on random pixels of the same size (100 classes, train and test one split):
 a smoke test, not a figure.
@@ -103,6 +105,7 @@ def run(args) -> dict:
     print(f"workers: {parallel:.1f} s", file=sys.stderr)
     if [r["id"] for r in serial_runs] != [r["id"] for r in parallel_runs]:
         raise RuntimeError("the serial and the workers' runs have different ids")
+    evaluation = evaluation_cost(scale, data, teachers[0], serial_runs[0], serial_threads)
     return {
         "benchmark": "benchmarks/bench_workers.py", "format": 1,
         "command": "python -m benchmarks.bench_workers " + " ".join(sys.argv[1:]),
@@ -116,7 +119,32 @@ def run(args) -> dict:
         "workers": {"workers": 2, "torch_threads_each": worker_threads, "seconds": round(parallel, 2),
                     "runs": parallel_runs},
         "throughput_ratio": round(serial / parallel, 3),  # runs per hour, workers over serial
+        "evaluation": evaluation,
     }
+
+
+def evaluation_cost(scale: scales.Scale, data: kdata.Dataset, teacher: TeacherSpec, measured: dict,
+                    threads: int) -> dict:
+    """The cost of the per-epoch history evaluation: the serial arm's first teacher again, with its
+    history measured after every epoch (eval_every=1) instead of only at the start; the extra
+    training seconds over the extra evaluations give the seconds of one, and with the reduced
+    student recipe's count of them, the share of a student run they take."""
+    epochs = teacher.recipe.epochs
+    every = dataclasses.replace(teacher, recipe=dataclasses.replace(teacher.recipe, eval_every=1))
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _, (run,) = timed([every], data, workers=1)
+    finally:
+        torch.set_num_threads(threads_before)
+    extra = epochs - 1 - sum(1 for e in range(1, epochs) if e % teacher.recipe.eval_every == 0)
+    per_eval = max(0.0, run["train_seconds"] - measured["train_seconds"]) / max(extra, 1)
+    per_epoch = measured["train_seconds"] / epochs
+    student = scale.student
+    evals = 1 + sum(1 for e in range(1, student.epochs) if e % student.eval_every == 0)  # epoch 0 and every k-th
+    return {"seconds_per_history_evaluation": round(per_eval, 3), "seconds_per_epoch": round(per_epoch, 3),
+            "reduced_student_evaluations": evals,
+            "share_of_a_reduced_student_run": round(evals * per_eval / (student.epochs * per_epoch + evals * per_eval), 4)}
 
 
 def table(report: dict) -> str:
@@ -126,6 +154,9 @@ def table(report: dict) -> str:
         f"serial  (workers=1, {s['torch_threads']} torch threads): {s['seconds']:8.1f} s",
         f"workers (workers=2, {w['torch_threads_each']} torch thread(s) each): {w['seconds']:8.1f} s",
         f"throughput ratio (serial / workers): {report['throughput_ratio']:.2f}x",
+        f"history evaluation: {report['evaluation']['seconds_per_history_evaluation']:.2f} s each, "
+        f"{100 * report['evaluation']['share_of_a_reduced_student_run']:.1f} % of a reduced student run "
+        f"({report['evaluation']['reduced_student_evaluations']} of them)",
         f"torch {report['torch']}, {report['cpu_count']} CPUs, kdlib {report['kdlib']}, commit {report['git_commit']}",
     ])
 

@@ -143,6 +143,7 @@ def test_bench_workers_smoke(tmp_path):
     assert report["serial"]["seconds"] > 0 and report["workers"]["seconds"] > 0 and report["throughput_ratio"] > 0
     assert [r["id"] for r in report["serial"]["runs"]] == [r["id"] for r in report["workers"]["runs"]]
     assert report["cpu_count"] and report["torch"] == torch.__version__ and report["kdlib"]
+    assert 0 <= report["evaluation"]["share_of_a_reduced_student_run"] < 1
     assert multiprocessing.active_children() == []
 
 
