@@ -26,6 +26,15 @@ def group(values, runs: Sequence, block: str | None = None) -> Group:
     return Group(values, units=seeds_of(runs), block=block)
 
 
+def paired(*settings: Sequence) -> list[list]:
+    """The runs of each setting whose seed every setting has, in the first setting's seed order:
+    what a seed-paired comparison can use (E1's three students against two teacher-init ones, say)."""
+    common = set.intersection(*(set(seeds_of(runs)) for runs in settings))
+    order = [s for s in seeds_of(settings[0]) if s in common]
+    return [sorted((r for r in runs if r.spec.seed in common), key=lambda r: order.index(r.spec.seed))
+            for runs in settings]
+
+
 def fixed(values) -> Group:
     """Values of runs a claim speaks of (its teachers): only their images are noise."""
     return Group(values, fixed=True)

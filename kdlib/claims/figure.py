@@ -18,6 +18,10 @@ def verdict_figure(verdicts: Sequence):
     import matplotlib.pyplot as plt
 
     rows = [(v, p) for v in verdicts for p in v.parts]
+    if not rows:
+        fig = plt.figure(figsize=(9, 0.8))
+        fig.text(0.5, 0.5, "no claim has a part these runs could estimate", ha="center", va="center")
+        return fig
     fig, axes = plt.subplots(len(rows), 1, figsize=(9, 0.62 * len(rows) + 0.6), squeeze=False)
     for ax, (v, p) in zip(axes[:, 0], rows):
         low, high = p.interval.bounds()

@@ -15,7 +15,7 @@ import numpy as np
 
 from kdlib.claims import text
 from kdlib.claims.evidence import (agreement_per_image, correct_per_image, fixed, group, kl_per_image, mean_metric,
-                                   rise_over_last_fifth)
+                                   paired, rise_over_last_fifth)
 from kdlib.claims.rules import (ABOVE, BELOW, FAR_FROM_FAITHFUL, HOLDS, JUMP_WINDOW, MOST, NO_HIGHER,
                                 NON_INFERIORITY, Part, combine, family, rise_width, window_share)
 from kdlib.stats import describe, estimate
@@ -143,6 +143,7 @@ def ensemble_size(by_size: Mapping[int, Sequence], pool: Sequence) -> Verdict:
         return Verdict("e2-ensembles", "E2", "more teachers, more agreement", claim, "Needs at least two ensemble "
                        "sizes.")
     lo, hi = sizes[0], sizes[-1]
+    by_size = {**by_size, **dict(zip((lo, hi), paired(by_size[lo], by_size[hi])))}
     agree = {m: agreement_per_image(pool[:m], by_size[m]) for m in sizes}
     groups = {f"m={m}": group(agree[m], by_size[m], "seeds") for m in (lo, hi)}
     parts = family([_part(f"agreement at m = {hi} minus m = {lo}", groups,
@@ -208,6 +209,7 @@ def cka_not_agreement(teacher, random: Sequence, teacher_init: Sequence) -> Verd
     seed (the same data order)."""
     claim = (f"A student started from the teacher's initial weights has higher CKA with it, but no higher "
              f"agreement (not {NO_HIGHER:g} point or more).")
+    random, teacher_init = paired(random, teacher_init)
     cka = {"teacher init": group([r.metrics["cka"][0] for r in teacher_init], teacher_init, "seeds"),
            "random init": group([r.metrics["cka"][0] for r in random], random, "seeds")}
     a_init, a_rand = agreement_per_image([teacher], teacher_init), agreement_per_image([teacher], random)
@@ -235,6 +237,7 @@ def temperature_and_mixup(low: Sequence, high: Sequence, mixup: Sequence, pool: 
     t_lo, t_hi = low[0].spec.tau, high[0].spec.tau
     claim = ("A higher temperature raises agreement; MixUp lowers the KL, and by a larger fraction than it "
              "lowers the disagreement.")
+    low, high, mixup = paired(low, high, mixup)
     a_lo, a_hi, a_mix = (agreement_per_image(pool, r) for r in (low, high, mixup))
     k_hi, k_mix = kl_per_image(pool, high), kl_per_image(pool, mixup)
     tau = {"low": group(a_lo, low, "seeds"), "high": group(a_hi, high, "seeds")}
@@ -267,6 +270,8 @@ def optimiser_and_length(base: Sequence, alternatives: Mapping[str, Sequence], t
     fraction of the baseline's gap to 100 % that an alternative closes lies below MOST; paired by
     seed (the same initial weights)."""
     claim = "Neither longer training nor Adam closes the gap to the teacher, on test or on training images."
+    base, *others = paired(base, *alternatives.values())
+    alternatives = dict(zip(alternatives, others))
     agree = {split: {label: agreement_per_image([teacher], runs, split)
                      for label, runs in {"baseline": base, **alternatives}.items()}
              for split in ("test", "train_aug")}
