@@ -56,10 +56,14 @@ def test_the_wheel_carries_the_report_sources_and_entry_points(tmp_path):
                    "_ext/kdlib_guard.py", "_static/favicon.svg", "vendor-src/install_assets.py"):
         assert f"kdlib/book/{needed}" in names, needed
     assert not any("/executed/" in n or "/_build/" in n or "/vendor/" in n for n in book)  # no outputs, no bundles
+    for module in (ROOT / "kdlib").rglob("*.py"):  # every module of the package ships (subpackages too)
+        rel = module.relative_to(ROOT).as_posix()
+        assert rel.startswith("kdlib/book/") or rel in names, rel
     meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
     metadata = zipfile.ZipFile(wheel).read(meta).decode()
     assert "Provides-Extra: report" in metadata and "Provides-Extra: ray" in metadata
     assert "papermill" in metadata and "License-Expression: MIT" in metadata
+    assert "Requires-Dist: scipy" in metadata  # kdlib.stats needs it without the report extra
     entry_points = zipfile.ZipFile(wheel).read(meta.replace("METADATA", "entry_points.txt")).decode()
     assert "kdlib-report = kdlib.report:main" in entry_points and "kdlib-claims = kdlib.claims:main" in entry_points
 
