@@ -1,162 +1,34 @@
-"""Run plans and result tables for the experiments E0-E7 (protocol §6).
+"""What the notebooks of E0-E7 work with (protocol §6): their entry point `open_experiment`, and the
+analyses that compare runs.
 
-Each `e*_specs` function says which runs an experiment needs at a scale; identical specs in two
-experiments are one cached run (the self-distilled students of teacher 0 serve E1, E2 at m = 1 and
-E4, say). Notebooks call these through `Experiment.run` (kdlib.runs.run_all) and the table helpers
-below.
+The run plans are kdlib.plans (re-exported here, so `ex.teachers(scale)` reads as before); a plan
+runs through `Experiment.run` (kdlib.runs.run_all); kdlib.tables formats the numbers and
+kdlib.plots draws the histories.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from kdlib import metrics
 from kdlib.checks import check_number, check_str  # noqa: F401  (check_number: the notebooks' parameters)
 from kdlib.cache import Run
-from kdlib.config import StudentSpec, TeacherSpec
+from kdlib.config import StudentSpec
 from kdlib.losses import ensemble_logits
-from kdlib.scales import SEED_STRIDE, Scale
+from kdlib.parameters import Parameters
+# The run plans live in kdlib.plans; the notebooks, kdlib.claims and the benchmarks read them from here.
+from kdlib.plans import (MIXUP, all_specs, cka_specs, ensemble_specs, flatten,  # noqa: F401
+                         initialisation_specs, lambda_seed, optimiser_specs, run_seed,  # noqa: F401
+                         self_distillation_specs, teachers, temperature_specs)  # noqa: F401
+from kdlib.scales import Scale
 
 
 # ---------------------------------------------------------------------------------------------
-# Run plans. A setting that a claim compares has `scale.seeds` students (trial ids 0..seeds-1),
-# so that the claims can judge differences against the spread over seeds (kdlib.claims).
-# The seeds below are local: each spec's seed is run_seed(scale, local seed), which is the local
-# seed itself at seed_base 0.
-
-MIXUP = "tau=4 + MixUp"  # E5's MixUp setting, in temperature_specs
-
-
-def run_seed(scale: Scale, local_seed: int) -> int:
-    """The seed of local seed `local_seed` under `scale`'s draw of seeds:
-    SEED_STRIDE * scale.seed_base + local_seed (local_seed itself at seed_base 0; any two bases give
-    disjoint seeds, since every local seed stays below SEED_STRIDE)."""
-    assert 0 <= local_seed < SEED_STRIDE, f"local seed {local_seed} outside [0, {SEED_STRIDE})"
-    return SEED_STRIDE * scale.seed_base + local_seed
-
-
-def teachers(scale: Scale, norm: str = "batch") -> list[TeacherSpec]:
-    """E0: the teacher pool, local seeds 0..n-1 (E3 uses the first of the `norm` model)."""
-    return [TeacherSpec(recipe=scale.teacher_recipe(norm), seed=run_seed(scale, i), norm=norm)
-            for i in range(scale.n_teachers)]
-
-
-def self_distillation_specs(scale: Scale, tau: float = 4.0) -> list[StudentSpec]:
-    """E1: students of teacher 0 with local seeds 0..k-1 (trial ids)."""
-    t0 = teachers(scale)[0]
-    return [StudentSpec(recipe=scale.student, teachers=(t0,), seed=run_seed(scale, s), tau=tau)
-            for s in range(scale.self_distill_students)]
-
-
-def ensemble_specs(scale: Scale) -> dict[int, list[StudentSpec]]:
-    """E2: for each ensemble size m, students of the first m teachers (local seeds 0..seeds-1; m = 1
-    are E1's students)."""
-    pool = teachers(scale)
-    return {m: [StudentSpec(recipe=scale.student, teachers=tuple(pool[:m]), seed=run_seed(scale, s))
-                for s in range(scale.seeds)]
-            for m in scale.ensemble_sizes}
-
-
-def initialisation_specs(scale: Scale, norm: str, lambdas: Sequence[float] | None = None
-                         ) -> dict[float, list[StudentSpec]]:
-    """E3: for each lambda, students started at lam * teacher 0 + (1 - lam) * random, for the model
-    with `norm`: `lambda_seeds` students at every lambda below 1, one at lambda = 1 (shown, never
-    deciding). Each lambda has seeds of its own (`lambda_seed`), so the points of the curve are
-    independent runs: no two lambdas share a random initialisation or a data order, and the claim's
-    noise model treats them as independent (protocol §8)."""
-    t0 = teachers(scale, norm)[0]
-    recipe = scale.student_recipe(norm)
-    return {float(lam): [StudentSpec(recipe=recipe, teachers=(t0,), norm=norm, init="interpolate", lam=float(lam),
-                                     seed=run_seed(scale, lambda_seed(lam, s)))
-                         for s in range(scale.lambda_seeds if lam < 1 else 1)]
-            for lam in (scale.lambdas if lambdas is None else lambdas)}
-
-
-def lambda_seed(lam: float, trial: int) -> int:
-    """E3's local seed of trial `trial` at `lam`: 10000 * trial + 1000 * lam (lambda = 0.375, trial 1:
-    10375), a function of the lambda itself, so a lambda keeps its runs whatever grid it is part of,
-    and no two (lambda, trial) pairs share a seed (run_seed puts it in the scale's draw)."""
-    return 10000 * trial + round(1000 * lam)
-
-
-def cka_specs(scale: Scale) -> dict[str, list[StudentSpec]]:
-    """E4: random-init students (E1's) and students started from the teacher's initial weights."""
-    t0 = teachers(scale)[0]
-    return {"random": self_distillation_specs(scale),
-            "teacher_init": [StudentSpec(recipe=scale.student, teachers=(t0,), init="teacher_init",
-                                         seed=run_seed(scale, s)) for s in range(scale.seeds)]}
-
-
-def temperature_specs(scale: Scale, taus: Sequence[float] | None = None) -> dict[str, list[StudentSpec]]:
-    """E5: students of the largest ensemble at each tau, and at tau 4 with MixUp (seeds each)."""
-    pool = tuple(teachers(scale)[:max(scale.ensemble_sizes)])
-    specs = {f"tau={tau:g}": [StudentSpec(recipe=scale.student, teachers=pool, tau=float(tau),
-                                          seed=run_seed(scale, s)) for s in range(scale.seeds)]
-             for tau in (scale.taus if taus is None else taus)}
-    mixup = dataclasses.replace(scale.student, mixup=True)
-    specs[MIXUP] = [StudentSpec(recipe=mixup, teachers=pool, tau=4.0, seed=run_seed(scale, s))
-                    for s in range(scale.seeds)]
-    return specs
-
-
-def optimiser_specs(scale: Scale) -> dict[str, list[StudentSpec]]:
-    """E6: self-distillation without weight decay: SGD (the baseline, first), SGD trained longer, Adam."""
-    t0 = teachers(scale)[0]
-    sgd = dataclasses.replace(scale.student, weight_decay=0.0)
-    long = dataclasses.replace(sgd, epochs=sgd.epochs * scale.long_factor)
-    adam = dataclasses.replace(sgd, optimizer="adam", lr=scale.adam_lr)
-    return {name: [StudentSpec(recipe=r, teachers=(t0,), seed=run_seed(scale, s)) for s in range(scale.seeds)]
-            for name, r in ((f"SGD, {sgd.epochs} epochs", sgd), (f"SGD, {long.epochs} epochs", long),
-                            (f"Adam (lr {scale.adam_lr:g}), {adam.epochs} epochs", adam))}
-
-
-def flatten(specs) -> list:
-    """The specs in a plan (a spec, or lists and dicts of them), in order."""
-    if isinstance(specs, dict):
-        return [s for v in specs.values() for s in flatten(v)]
-    if isinstance(specs, (list, tuple)):
-        return [s for v in specs for s in flatten(v)]
-    return [specs]
-
-
-def all_specs(scale: Scale) -> list:
-    """Every run the report needs at `scale`, teachers first, without duplicates."""
-    specs = [*teachers(scale), *[teachers(scale, n)[0] for n in scale.lambda_norms],
-             *flatten([self_distillation_specs(scale), ensemble_specs(scale),
-                       [initialisation_specs(scale, n) for n in scale.lambda_norms], cka_specs(scale),
-                       temperature_specs(scale), optimiser_specs(scale)])]
-    return list(dict.fromkeys(specs))
-
-
-# ---------------------------------------------------------------------------------------------
-# Summaries
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof=1; 0 for a single value)."""
-    v = np.asarray(values, dtype=float)
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
-
-
-def fmt(values: Sequence[float] | float, scale: float = 1.0, digits: int = 2) -> str:
-    """'m ± s' of values x scale (e.g. scale=100 for percentages); a lone value without ± ."""
-    if isinstance(values, (int, float)):
-        return f"{values * scale:.{digits}f}"
-    m, s = mean_std([v * scale for v in values])
-    return f"{m:.{digits}f} ± {s:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
-
-
-def points(diff: float, digits: int = 2) -> str:
-    """A signed difference in percentage points as words: '3.10 points higher' / 'lower'."""
-    if abs(diff) < 0.5 * 10**-digits:
-        return "no different"
-    return f"{abs(diff):.{digits}f} points {'higher' if diff > 0 else 'lower'}"
-
+# Analyses (the tables' formatting: kdlib.tables; history curves: kdlib.plots)
 
 def ensemble_test_logits(runs: Sequence[Run]) -> torch.Tensor:
     """Test logits of the ensemble of `runs` (log of mean probabilities), (N, C)."""
@@ -201,12 +73,6 @@ def agreement_decomposition(teacher_pair_agreement: float, student_agreement: fl
     return {"independent teachers agree": teacher_pair_agreement,
             "student's agreement beyond that": student_agreement - teacher_pair_agreement,
             "student still disagrees": 1 - student_agreement}
-
-
-def history_series(run: Run, key: str) -> tuple[list[int], list[float]]:
-    """(epochs, values) of `key` in a run's history, skipping epochs where it was not measured."""
-    pts = [(h["epoch"], h[key]) for h in run.history if key in h and not (isinstance(h[key], float) and math.isnan(h[key]))]
-    return [p[0] for p in pts], [p[1] for p in pts]
 
 
 def untrained_cka(teacher: Run, dataset, device="cpu") -> list[float]:
@@ -261,9 +127,10 @@ class Experiment:
         return shaped(specs)
 
 
-def open_experiment(scale: str = "reduced", data: str = "", device: str = "auto",
-                    executor: str = "inline", seed_base: int = 0, train: bool = True) -> Experiment:
-    """Validate a notebook's parameters and load its data.
+def open_experiment(scale: str = Parameters.scale, data: str = Parameters.data, device: str = Parameters.device,
+                    executor: str = Parameters.executor, seed_base: int = Parameters.seed_base,
+                    train: bool = True) -> Experiment:
+    """Validate a notebook's parameters (kdlib.parameters.Parameters) and load its data.
 
     data: "" means `kdlib.data.default_source()` ($KDLIB_DATA, else the offline copy
     ../shared/data/cifar100-jpg.tar.gz if there is one, else torchvision's download).

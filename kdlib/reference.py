@@ -12,7 +12,6 @@ published. The book quotes these and nothing typed into its prose.
 from __future__ import annotations
 
 PAPER_CITE = "Stanton et al. (2021)"
-STUDY_CITE = "the replication study (Alakbarli et al., 2026)"
 
 PAPER = {
     "e0": {"teacher_test_acc": "70.52 ± 0.41", "teachers": 10},

@@ -42,7 +42,6 @@ import tempfile
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import jupytext
@@ -57,6 +56,7 @@ from kdlib import progress as kprogress
 from kdlib import scales
 from kdlib.checks import check_seed_base
 from kdlib.files import write_json
+from kdlib.parameters import Parameters
 
 # Every notebook, in execution order: later notebooks reuse earlier ones' cached runs.
 NOTEBOOKS = ("setup", "e0_teachers", "e1_self_distillation", "e2_ensembles", "e3_initialisation",
@@ -84,7 +84,6 @@ IN_CHECKOUT = BOOK == Path(__file__).resolve().parents[1] / "book"
 # what a copy of the book's sources leaves out: outputs of earlier builds and the npm install
 COPY_IGNORE = shutil.ignore_patterns("_build", "executed", "node_modules", "__pycache__", ".ipynb_checkpoints")
 KERNEL = "python3"  # the name notebooks carry; resolved to this interpreter below
-WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 TIMINGS = "timings.json"  # in executed/: seconds per notebook of the latest run, for the appendix
 # Jupyter Book's tags that already decide how a cell shows; any other code cell gets "hide-input".
 FOLDING_TAGS = {"hide-input", "hide-output", "hide-cell", "remove-input", "remove-output", "remove-cell"}
@@ -125,26 +124,6 @@ class _ThisPythonKernelManager(AsyncKernelManager):
 
 # ---------------------------------------------------------------------------------------------
 # executing one notebook
-
-
-@dataclass(frozen=True)
-class Parameters:
-    """What the runner injects into every notebook's `parameters` cell."""
-
-    scale: str = "reduced"    # a name in kdlib.scales.SCALES
-    data: str = ""            # a CIFAR-100 source; "" = kdlib.data.default_source()
-    device: str = "auto"      # "auto", "cpu" or "cuda"
-    executor: str = "inline"  # how runs are trained (kdlib.executor)
-    seed_base: int = 0        # the draw of seeds (kdlib.scales.Scale.seed_base; 0: the usual seeds)
-
-    def resolved(self) -> dict[str, str | int]:
-        """The values as notebooks receive them: the data source explicit and, for a local copy,
-        absolute (the kernel runs in the notebooks folder, not where the command was typed)."""
-        source = self.data or kdata.default_source()
-        if source != "torchvision":
-            source = str(Path(source).expanduser().resolve())
-        return {"scale": self.scale, "data": source, "device": self.device, "executor": self.executor,
-                "seed_base": self.seed_base}
 
 
 def _plain(text: str) -> str:
@@ -210,12 +189,6 @@ def execute_notebook(source: Path, output: Path, parameters: dict[str, str | int
             tags.append("hide-input")
     nbformat.write(executed, output)
     return seconds
-
-
-def widget_state(notebook: Path) -> dict:
-    """The widget models saved in an executed notebook's metadata ({} when there are none)."""
-    nb = nbformat.read(notebook, as_version=4)
-    return nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,16 +390,16 @@ def parser() -> argparse.ArgumentParser:
         epilog=f"scales: {', '.join(f'{n} ({s.description})' for n, s in scales.SCALES.items())}. "
                "devices: auto (CUDA when present), cpu, cuda, cuda:N. executors: inline (this process), ray "
                "(a local Ray instance), ray://HOST:PORT or ray:ADDRESS (a Ray cluster).")
-    p.add_argument("--scale", default="reduced", choices=tuple(scales.SCALES),
+    p.add_argument("--scale", default=Parameters.scale, choices=tuple(scales.SCALES),
                    help="how much data and how many epochs (kdlib.scales; default: reduced)")
-    p.add_argument("--data", default="", type=_data_source,
+    p.add_argument("--data", default=Parameters.data, type=_data_source,
                    help='CIFAR-100 source: "torchvision", a class-folder tree or .tar.gz (default, or "": '
                         f'kdlib.data.default_source(): $KDLIB_DATA, else {kdata.OFFLINE_COPY} if it exists, '
                         'else "torchvision")')
-    p.add_argument("--device", default="auto", type=_device, help="auto (default), cpu, cuda or cuda:N")
-    p.add_argument("--executor", default="inline", type=_executor,
+    p.add_argument("--device", default=Parameters.device, type=_device, help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--executor", default=Parameters.executor, type=_executor,
                    help="inline (default), ray, ray://HOST:PORT or ray:ADDRESS (kdlib.executor)")
-    p.add_argument("--seed-base", default=0, type=_seed_base,
+    p.add_argument("--seed-base", default=Parameters.seed_base, type=_seed_base,
                    help=f"the draw of seeds: every run's seed is {scales.SEED_STRIDE} * N + its local seed "
                         "(default 0: the usual seeds; another N gives runs that no other draw shares)")
     p.add_argument("--out", type=Path, default=BOOK if IN_CHECKOUT else None,

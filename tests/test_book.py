@@ -39,7 +39,8 @@ def test_every_notebook_ran_to_the_end_with_outputs(tiny_book):
 
 @pytest.mark.parametrize("name", ["e3_initialisation", "e5_temperature"])
 def test_slider_pages_keep_their_widget_state(tiny_book, name):
-    state = report.widget_state(tiny_book.book / "executed" / f"{name}.ipynb")
+    nb = nbformat.read(tiny_book.book / "executed" / f"{name}.ipynb", as_version=4)
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]  # the saved widget models
     models = [m["model_name"] for m in state.values()]
     assert "SelectionSliderModel" in models and "StackModel" in models and "LinkModel" in models
     assert models.count("ImageModel") >= 2

@@ -1,9 +1,10 @@
-"""Run plans share runs across experiments; summaries are computed correctly."""
+"""Run plans (kdlib.plans) share runs across experiments; the analyses (kdlib.experiments) are computed correctly."""
 
 import pytest
 import torch
 
 from kdlib import experiments as ex
+from kdlib import plans
 from kdlib.cache import RunCache
 from kdlib.config import StudentSpec, TeacherSpec
 from kdlib.scales import SCALES, get_scale
@@ -12,53 +13,43 @@ from kdlib.scales import SCALES, get_scale
 @pytest.mark.parametrize("name", list(SCALES))
 def test_plans_are_valid_and_share_runs(name):
     sc = get_scale(name)
-    t = ex.teachers(sc)
+    t = plans.teachers(sc)
     assert [x.seed for x in t] == list(range(sc.n_teachers))
-    e1 = ex.self_distillation_specs(sc)
+    e1 = plans.self_distillation_specs(sc)
     assert len(e1) == sc.self_distill_students and all(s.teachers == (t[0],) for s in e1)
-    e2 = ex.ensemble_specs(sc)
+    e2 = plans.ensemble_specs(sc)
     assert list(e2) == list(sc.ensemble_sizes)
     assert all(len(s.teachers) == m and [x.seed for x in e2[m]] == list(range(sc.seeds)) for m in e2 for s in e2[m])
     assert max(sc.ensemble_sizes) <= sc.n_teachers
     # identical configurations are one cached run across experiments
-    assert e2[1] == e1[:sc.seeds] and ex.cka_specs(sc)["random"] == e1
-    assert ex.temperature_specs(sc)["tau=4"] == e2[max(sc.ensemble_sizes)]
+    assert e2[1] == e1[:sc.seeds] and plans.cka_specs(sc)["random"] == e1
+    assert plans.temperature_specs(sc)["tau=4"] == e2[max(sc.ensemble_sizes)]
     for norm in sc.lambda_norms:
-        e3 = ex.initialisation_specs(sc, norm)
+        e3 = plans.initialisation_specs(sc, norm)
         assert list(e3) == [float(l) for l in sc.lambdas]
         assert all(s.lam == l and s.norm == norm and s.teachers[0].norm == norm for l, ss in e3.items() for s in ss)
         assert all(len(ss) == (sc.lambda_seeds if l < 1 else 1) for l, ss in e3.items())
         seeds = [s.seed for ss in e3.values() for s in ss]
         assert len(seeds) == len(set(seeds)), "no two lambdas share a seed (independent points of the curve)"
-        assert ex.initialisation_specs(sc, norm, [0.3])[0.3] == e3.get(0.3, ex.initialisation_specs(sc, norm, [0.3])[0.3])
-        assert e3[0.0][0].teachers[0] == ex.teachers(sc, norm)[0]
+        assert plans.initialisation_specs(sc, norm, [0.3])[0.3] == e3.get(0.3, plans.initialisation_specs(sc, norm, [0.3])[0.3])
+        assert e3[0.0][0].teachers[0] == plans.teachers(sc, norm)[0]
         assert e3[0.0][0].recipe == sc.student_recipe(norm)
-    e4 = ex.cka_specs(sc)["teacher_init"]
+    e4 = plans.cka_specs(sc)["teacher_init"]
     assert [s.init for s in e4] == ["teacher_init"] * sc.seeds
-    e5 = ex.temperature_specs(sc)
-    assert all(s.recipe.mixup for s in e5[ex.MIXUP]) and not any(s.recipe.mixup for s in e5["tau=4"])
-    e6 = list(ex.optimiser_specs(sc).values())
+    e5 = plans.temperature_specs(sc)
+    assert all(s.recipe.mixup for s in e5[plans.MIXUP]) and not any(s.recipe.mixup for s in e5["tau=4"])
+    e6 = list(plans.optimiser_specs(sc).values())
     assert all(s.recipe.weight_decay == 0 for ss in e6 for s in ss) and all(len(ss) == sc.seeds for ss in e6)
     assert e6[1][0].recipe.epochs == sc.long_factor * e6[0][0].recipe.epochs
     assert e6[2][0].recipe.optimizer == "adam" and e6[2][0].recipe.lr == sc.adam_lr
-    everything = ex.all_specs(sc)
+    everything = plans.all_specs(sc)
     assert len(everything) == len(set(everything))
     assert isinstance(everything[0], TeacherSpec)
-    assert set(ex.flatten([e1, e2, e4, e5])) <= set(everything)
+    assert set(plans.flatten([e1, e2, e4, e5])) <= set(everything)
 
 
 def test_flatten_keeps_plan_order():
-    assert ex.flatten({"a": [1, 2], "b": {"c": [3]}, "d": 4}) == [1, 2, 3, 4]
-
-
-def test_mean_std_fmt_and_points():
-    assert ex.mean_std([1.0, 3.0]) == (2.0, pytest.approx(2**0.5))
-    assert ex.mean_std([5.0]) == (5.0, 0.0)
-    assert ex.fmt([0.5, 0.7], 100) == "60.00 ± 14.14"
-    assert ex.fmt([0.5], 100) == "50.00"
-    assert ex.points(3.104) == "3.10 points higher"
-    assert ex.points(-1) == "1.00 points lower"
-    assert ex.points(0.001) == "no different"
+    assert plans.flatten({"a": [1, 2], "b": {"c": [3]}, "d": 4}) == [1, 2, 3, 4]
 
 
 class FakeRun:
@@ -123,16 +114,16 @@ def test_check_number(value):
 
 def _plans(sc) -> dict:
     """Every plan function's output at `sc` (both norms for E3)."""
-    return {"teachers": ex.teachers(sc), "layer teachers": ex.teachers(sc, "layer"),
-            "E1": ex.self_distillation_specs(sc), "E2": ex.ensemble_specs(sc),
-            "E3": {n: ex.initialisation_specs(sc, n) for n in ("layer", "batch")}, "E4": ex.cka_specs(sc),
-            "E5": ex.temperature_specs(sc), "E6": ex.optimiser_specs(sc), "all": ex.all_specs(sc)}
+    return {"teachers": plans.teachers(sc), "layer teachers": plans.teachers(sc, "layer"),
+            "E1": plans.self_distillation_specs(sc), "E2": plans.ensemble_specs(sc),
+            "E3": {n: plans.initialisation_specs(sc, n) for n in ("layer", "batch")}, "E4": plans.cka_specs(sc),
+            "E5": plans.temperature_specs(sc), "E6": plans.optimiser_specs(sc), "all": plans.all_specs(sc)}
 
 
 def _seeds(specs) -> set[int]:
     """Every seed in a plan, the teachers' inside students' specs included."""
     out = set()
-    for s in ex.flatten(specs):
+    for s in plans.flatten(specs):
         out.add(s.seed)
         out.update(t.seed for t in getattr(s, "teachers", ()))
     return out
@@ -147,11 +138,11 @@ def test_seed_base_0_is_todays_plans_and_run_ids(name):
     base0 = get_scale(name, seed_base=0)
     assert _plans(base0) == _plans(today)
     key = {"fingerprint": "x", "train_per_class": 1, "test_per_class": 1}
-    assert [run_id(s, key) for s in ex.all_specs(base0)] == [run_id(s, key) for s in ex.all_specs(today)]
+    assert [run_id(s, key) for s in plans.all_specs(base0)] == [run_id(s, key) for s in plans.all_specs(today)]
     # today's seeds, written out: teachers 0..n-1, trial ids, E3's 10000 * trial + 1000 * lambda
-    assert [t.seed for t in ex.teachers(base0)] == list(range(today.n_teachers))
-    assert [s.seed for s in ex.self_distillation_specs(base0)] == list(range(today.self_distill_students))
-    e3 = ex.initialisation_specs(base0, today.lambda_norms[0])
+    assert [t.seed for t in plans.teachers(base0)] == list(range(today.n_teachers))
+    assert [s.seed for s in plans.self_distillation_specs(base0)] == list(range(today.self_distill_students))
+    e3 = plans.initialisation_specs(base0, today.lambda_norms[0])
     assert {lam: [s.seed for s in ss] for lam, ss in e3.items()} == {
         float(lam): [10000 * t + round(1000 * lam) for t in range(today.lambda_seeds if lam < 1 else 1)]
         for lam in today.lambdas}
@@ -164,18 +155,18 @@ def test_another_seed_base_shares_no_seed(name):
     p0, p1, p2 = _plans(base0), _plans(base1), _plans(base2)
     s0, s1, s2 = _seeds(p0), _seeds(p1), _seeds(p2)
     assert not s0 & s1 and not s0 & s2 and not s1 & s2
-    assert s1 == {ex.SEED_STRIDE + s for s in s0}
-    assert not set(ex.flatten(p0["all"])) & set(ex.flatten(p1["all"]))  # no run shared
+    assert s1 == {plans.SEED_STRIDE + s for s in s0}
+    assert not set(plans.flatten(p0["all"])) & set(plans.flatten(p1["all"]))  # no run shared
     # the same plans otherwise: same shape, settings and sizes, only the seeds moved
     assert len(p1["all"]) == len(p0["all"])
     assert {k: len(v) for k, v in p1["E5"].items()} == {k: len(v) for k, v in p0["E5"].items()}
-    assert ex.run_seed(base1, 7) == 100_007 and ex.run_seed(base0, 7) == 7
+    assert plans.run_seed(base1, 7) == 100_007 and plans.run_seed(base0, 7) == 7
 
 
 def test_run_seed_keeps_local_seeds_below_the_stride():
     with pytest.raises(AssertionError, match="local seed"):
-        ex.run_seed(get_scale("tiny", 1), ex.SEED_STRIDE)
-    assert ex.lambda_seed(1.0, 9) < ex.SEED_STRIDE  # E3's largest local seeds fit
+        plans.run_seed(get_scale("tiny", 1), plans.SEED_STRIDE)
+    assert plans.lambda_seed(1.0, 9) < plans.SEED_STRIDE  # E3's largest local seeds fit
 
 
 @pytest.mark.parametrize("value", [-1, 1.5, "1", True, None])

@@ -72,7 +72,8 @@ def test_runner_injects_parameters_and_keeps_widget_state(tmp_path, monkeypatch)
                and "parameters" not in c.metadata.tags)
     assert all("hide-input" not in c.metadata.get("tags", []) for c in nb.cells if c.cell_type == "markdown")
     assert nb.metadata.papermill.input_path == "e5_temperature.py"
-    models = {m["model_name"] for m in report.widget_state(executed).values()}
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]  # the saved widget models
+    models = {m["model_name"] for m in state.values()}
     assert {"SelectionSliderModel", "StackModel", "ImageModel", "LinkModel"} <= models
     timings = json.loads((book / "executed" / report.TIMINGS).read_text())
     assert timings["e5_temperature"]["scale"] == "tiny" and timings["e5_temperature"]["seed_base"] == 3

@@ -31,6 +31,7 @@ from IPython.display import Markdown
 
 from kdlib import claims
 from kdlib import experiments as ex
+from kdlib import tables
 from kdlib.reference import PAPER, PAPER_CITE, STUDY
 
 exp = ex.open_experiment(scale, data, device, executor, seed_base)
@@ -48,7 +49,7 @@ rows = [{"teacher": f"seed {r.spec.seed}", "test acc (%)": 100 * r.metrics["test
          "train acc (%)": 100 * r.metrics["train_acc"], "test NLL": r.metrics["test_nll"],
          "test ECE": r.metrics["test_ece"]} for r in teachers]
 table = pd.DataFrame(rows).set_index("teacher")
-summary = {c: ex.fmt(list(table[c])) for c in table.columns}
+summary = {c: tables.fmt(list(table[c])) for c in table.columns}
 table = pd.concat([table.round(3).astype(str), pd.DataFrame([summary], index=["mean ± std"])])
 table
 
@@ -57,8 +58,8 @@ acc = [r.metrics["test_acc"] for r in teachers]
 train = [r.metrics["train_acc"] for r in teachers]
 nll = [r.metrics["test_nll"] for r in teachers]
 Markdown(f"""
-Our {len(teachers)} teachers reach {ex.fmt(acc, 100)} % test accuracy and fit {ex.fmt(train, 100)} % of
-their training images, with a test NLL of {ex.fmt(nll, 1, 3)} nats. At full scale the study's five
+Our {len(teachers)} teachers reach {tables.fmt(acc, 100)} % test accuracy and fit {tables.fmt(train, 100)} % of
+their training images, with a test NLL of {tables.fmt(nll, 1, 3)} nats. At full scale the study's five
 teachers reach {STUDY['e0']['teacher_test_acc']} % test and {STUDY['e0']['teacher_train_acc']} % train
 accuracy, and {PAPER_CITE} report {PAPER['e0']['teacher_test_acc']} % test accuracy over
 {PAPER['e0']['teachers']} teachers. Our test accuracy is lower because each teacher learns from far
@@ -84,8 +85,8 @@ pairs.rename(columns={"agreement": "agreement (%)", "symmetric_kl": "symmetric K
 
 # %% tags=["hide-input"]
 Markdown(f"""
-Two independently trained teachers agree on {ex.fmt(list(pairs['agreement']))} % of our test
-images (symmetric KL {ex.fmt(list(pairs['symmetric_kl']), 1, 3)}); the study's ten pairs agree on
+Two independently trained teachers agree on {tables.fmt(list(pairs['agreement']))} % of our test
+images (symmetric KL {tables.fmt(list(pairs['symmetric_kl']), 1, 3)}); the study's ten pairs agree on
 {STUDY['e0']['pair_agreement']} % (symmetric KL {STUDY['e0']['pair_symmetric_kl']}) of the full test set.
 {f"Our networks tell {exp.dataset.num_classes} classes apart rather than 100 and are less accurate, so the two levels are not expected to match: each is the baseline for the students of its own scale." if exp.dataset.num_classes != 100 else "Each level is the baseline for the students of its own scale."}
 """)
@@ -108,8 +109,8 @@ cross.rename(columns={"agreement": "agreement (%)", "kl": "KL(teacher || student
 # %% tags=["hide-input"]
 own = [100 * s.metrics["test_agreement"] for s in students]
 Markdown(f"""
-The students agree {ex.fmt(own)} % with their own teacher and {ex.fmt(list(cross['agreement']))} % with
-the teachers they never saw, against {ex.fmt(list(pairs['agreement']))} % between two independent teachers.
+The students agree {tables.fmt(own)} % with their own teacher and {tables.fmt(list(cross['agreement']))} % with
+the teachers they never saw, against {tables.fmt(list(pairs['agreement']))} % between two independent teachers.
 """)
 
 # %% [markdown]

@@ -33,6 +33,7 @@ from IPython.display import Markdown
 
 from kdlib import claims
 from kdlib import experiments as ex
+from kdlib import plots, tables
 from kdlib.reference import PAPER, STUDY
 
 tau = ex.check_number("tau", tau, 0, float("inf"), low_open=True)
@@ -48,15 +49,12 @@ students = exp.run(ex.self_distillation_specs(exp.scale, tau=tau))
 # Look at the student's accuracy beside its teacher's, and at how far agreement is from 100 %.
 
 # %%
-def pct(runs, key):
-    return [100 * r.metrics[key] for r in runs]
-
-ours = {"teacher acc (%)": ex.fmt(pct(teachers[:1], "test_acc")),
-        "student acc (%)": ex.fmt(pct(students, "test_acc")),
-        "agreement (%)": ex.fmt(pct(students, "test_agreement")),
-        "KL(t || s)": ex.fmt([r.metrics["test_kl"] for r in students], 1, 3),
-        "student NLL": ex.fmt([r.metrics["test_nll"] for r in students], 1, 3),
-        "student ECE": ex.fmt([r.metrics["test_ece"] for r in students], 1, 3)}
+ours = {"teacher acc (%)": tables.fmt_metric(teachers[:1], "test_acc", 100),
+        "student acc (%)": tables.fmt_metric(students, "test_acc", 100),
+        "agreement (%)": tables.fmt_metric(students, "test_agreement", 100),
+        "KL(t || s)": tables.fmt_metric(students, "test_kl", 1, 3),
+        "student NLL": tables.fmt_metric(students, "test_nll", 1, 3),
+        "student ECE": tables.fmt_metric(students, "test_ece", 1, 3)}
 study, paper = STUDY["e1"], PAPER["e1"]
 pd.DataFrame([
     {"": f"ours ({exp.scale.name}, {len(students)} students)", **ours},
@@ -69,11 +67,11 @@ pd.DataFrame([
 
 # %% tags=["hide-input"]
 t_acc = 100 * teachers[0].metrics["test_acc"]
-s_acc = ex.mean_std(pct(students, "test_acc"))[0]
-agree = ex.mean_std(pct(students, "test_agreement"))[0]
-train_agree = ex.mean_std(pct(students, "train_aug_agreement"))[0]
+s_acc = tables.mean_metric(students, "test_acc", 100)
+agree = tables.mean_metric(students, "test_agreement", 100)
+train_agree = tables.mean_metric(students, "train_aug_agreement", 100)
 Markdown(f"""
-Our students reach {s_acc:.2f} % test accuracy, {ex.points(s_acc - t_acc)} than their teacher's
+Our students reach {s_acc:.2f} % test accuracy, {tables.points(s_acc - t_acc)} than their teacher's
 {t_acc:.2f} %, and agree with it on {agree:.2f} % of the test images and on {train_agree:.2f} % of the
 augmented training images they were trained to match. At full scale the study found students more
 accurate than their teacher ({study['student_test_acc']} % vs {study['teacher_test_acc']} %) that still
@@ -92,8 +90,7 @@ difference in accuracy is more than noise is judged at the end of this chapter.
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
 for r in students:
     for ax, key, scale_ in zip(axes, ("test_acc", "test_agreement", "test_kl"), (100, 100, 1)):
-        e, v = ex.history_series(r, key)
-        ax.plot(e, [x * scale_ for x in v], marker="o", ms=3, label=f"student seed {r.spec.seed}")
+        plots.plot_history(ax, r, key, scale_, marker="o", ms=3, label=f"student seed {r.spec.seed}")
 axes[0].axhline(t_acc, ls="--", c="k", lw=1, label="teacher")
 for ax, title, unit in zip(axes, ("test accuracy", "agreement with teacher", "KL(teacher || student)"),
                            ("%", "%", "nats")):
@@ -131,8 +128,8 @@ of our teachers and the agreement over our students:
 """)
 
 # %%
-pair_agreement = ex.mean_std([p["agreement"] for p in ex.pairwise(teachers)])[0]
-parts = ex.agreement_decomposition(pair_agreement, ex.mean_std([r.metrics["test_agreement"] for r in students])[0])
+pair_agreement = tables.mean_std([p["agreement"] for p in ex.pairwise(teachers)])[0]
+parts = ex.agreement_decomposition(pair_agreement, tables.mean_metric(students, "test_agreement"))
 pd.DataFrame({"ours (% of test images)": [100 * v for v in parts.values()],
               "study (% of 10,000 test images)": [v / 100 for v in study["decomposition"]]},
              index=list(parts)).round(2)

@@ -32,6 +32,7 @@ from IPython.display import Markdown
 
 from kdlib import claims
 from kdlib import experiments as ex
+from kdlib import tables
 from kdlib.reference import STUDY
 
 exp = ex.open_experiment(scale, data, device, executor, seed_base)
@@ -44,15 +45,12 @@ students = exp.run(ex.ensemble_specs(exp.scale))  # m -> students (seeds)
 # (ensemble / student / agreement / KL).
 
 # %%
-def col(runs, key, scale_=100, digits=2):
-    return ex.fmt([r.metrics[key] for r in runs], scale_, digits)
-
 rows = []
 for m, runs in students.items():
     ref = STUDY["e2"].get(m)
-    rows.append({"teachers (m)": m, "students": len(runs), "ensemble acc (%)": col(runs[:1], "teacher_test_acc"),
-                 "student acc (%)": col(runs, "test_acc"), "agreement (%)": col(runs, "test_agreement"),
-                 "KL(t || s)": col(runs, "test_kl", 1, 3),
+    rows.append({"teachers (m)": m, "students": len(runs), "ensemble acc (%)": tables.fmt_metric(runs[:1], "teacher_test_acc", 100),
+                 "student acc (%)": tables.fmt_metric(runs, "test_acc", 100), "agreement (%)": tables.fmt_metric(runs, "test_agreement", 100),
+                 "KL(t || s)": tables.fmt_metric(runs, "test_kl", 1, 3),
                  "study": "{:.2f} / {:.2f} / {:.2f} / {:.3f}".format(*ref) if ref else ""})
 pd.DataFrame(rows).set_index("teachers (m)")
 
@@ -62,7 +60,7 @@ pd.DataFrame(rows).set_index("teachers (m)")
 
 # %%
 ms = list(students)
-mean = {k: [ex.mean_std([r.metrics[k] for r in students[m]])[0] for m in ms]
+mean = {k: [tables.mean_metric(students[m], k) for m in ms]
         for k in ("teacher_test_acc", "test_acc", "test_agreement", "test_kl")}
 fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.2))
 a1.plot(ms, [100 * v for v in mean["teacher_test_acc"]], "o-", label="teacher ensemble")
@@ -83,7 +81,7 @@ Markdown(f"""
 From {ms[0]} to {ms[-1]} teachers the teacher's accuracy moves from {100 * mean['teacher_test_acc'][0]:.2f} % to
 {100 * mean['teacher_test_acc'][-1]:.2f} %, the students' from {100 * mean['test_acc'][0]:.2f} % to
 {100 * mean['test_acc'][-1]:.2f} %, and their agreement from {100 * mean['test_agreement'][0]:.2f} % to
-{100 * mean['test_agreement'][-1]:.2f} %. The students of the largest ensemble are {ex.points(gap)} than
+{100 * mean['test_agreement'][-1]:.2f} %. The students of the largest ensemble are {tables.points(gap)} than
 their teacher in accuracy. In the study at full scale the student of five teachers stayed below its
 ensemble ({s5[1]:.2f} % vs {s5[0]:.2f} %) while agreement rose with m, from {s1[2]:.2f} % (m = 1) to
 {s5[2]:.2f} % (m = 5).

@@ -41,6 +41,7 @@ from IPython.display import Markdown, display
 
 from kdlib import claims
 from kdlib import experiments as ex
+from kdlib import plots, tables
 from kdlib.reference import PAPER, STUDY
 from kdlib.widgets import figure_slider
 
@@ -48,7 +49,7 @@ lam = ex.check_number("lam", lam, 0, 1)
 exp = ex.open_experiment(scale, data, device, executor, seed_base)
 norms = exp.scale.lambda_norms
 lambdas = list(exp.scale.lambdas)
-NORM_NAME = claims.NORM_NAMES
+NORM_NAME = tables.NORM_NAMES
 teachers = {norm: exp.run(ex.teachers(exp.scale, norm)[:1])[0] for norm in norms}
 runs = {norm: exp.run(ex.initialisation_specs(exp.scale, norm)) for norm in norms}  # norm -> lambda -> seeds
 
@@ -71,16 +72,15 @@ pd.DataFrame([{"model": NORM_NAME[n], "epochs": t.spec.recipe.epochs, "batch": t
 # paper's figure; λ = 1 starts at the teacher itself and is shown for reference.
 
 # %%
-def mean(runs_, key, scale_=100):
-    return ex.mean_std([scale_ * r.metrics[key] for r in runs_])[0]
-
 rows = []
 for norm in norms:
     for l, rs in runs[norm].items():
         rows.append({"model": NORM_NAME[norm], "lambda": round(l, 3), "students": len(rs),
-                     "train agreement (%)": mean(rs, "train_aug_agreement"),
-                     "test agreement (%)": mean(rs, "test_agreement"), "test acc (%)": mean(rs, "test_acc"),
-                     "KL(t || s)": mean(rs, "test_kl", 1), "final train loss": mean(rs, "train_loss", 1)})
+                     "train agreement (%)": tables.mean_metric(rs, "train_aug_agreement", 100),
+                     "test agreement (%)": tables.mean_metric(rs, "test_agreement", 100),
+                     "test acc (%)": tables.mean_metric(rs, "test_acc", 100),
+                     "KL(t || s)": tables.mean_metric(rs, "test_kl", 1),
+                     "final train loss": tables.mean_metric(rs, "train_loss", 1)})
 table = pd.DataFrame(rows).set_index(["model", "lambda"])
 table.round(3)
 
@@ -120,10 +120,7 @@ def view(l):
     fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(13, 3.6))
     for norm, c in zip(norms, ("C0", "C1")):
         for r in runs[norm][l]:
-            e, v = ex.history_series(r, "test_agreement")
-            a1.plot(e, [100 * x for x in v], "o-", ms=3, c=c, label=f"{NORM_NAME[norm]}, seed {r.spec.seed}")
-            e, v = ex.history_series(r, "train_loss")
-            a2.plot(e, v, "-", c=c, label=f"{NORM_NAME[norm]}, seed {r.spec.seed}")
+            plots.agreement_and_loss(a1, a2, r, c, label=f"{NORM_NAME[norm]}, seed {r.spec.seed}")
     a1.set(title=f"test agreement, lambda = {l:.3g}", xlabel="epoch", ylabel="%", ylim=(0, 101))
     a2.set(title="training loss (KD objective)", xlabel="epoch", ylabel="loss")
     a1.legend(fontsize=8)

@@ -32,6 +32,7 @@ from IPython.display import Markdown
 
 from kdlib import claims
 from kdlib import experiments as ex
+from kdlib import tables
 from kdlib.reference import ORIGINAL_CODE, PAPER, STUDY
 
 exp = ex.open_experiment(scale, data, device, executor, seed_base)
@@ -49,12 +50,10 @@ def row(name, agreement, kl, cka, n=""):
     return {"": name, "students": n, "agreement (%)": agreement, "KL(t || s)": kl,
             **{f"CKA stage {i + 1}": c for i, c in enumerate(cka)}}
 
-def mean(runs, key, scale_=1.0):
-    return ex.mean_std([scale_ * r.metrics[key] for r in runs])[0]
-
 p, s = PAPER["e4"], STUDY["e4"]
-rows = [row(f"ours: {k.replace('_', ' ')}", mean(rs, "test_agreement", 100), mean(rs, "test_kl"),
-            [ex.mean_std([r.metrics["cka"][i] for r in rs])[0] for i in range(3)], len(rs))
+rows = [row(f"ours: {k.replace('_', ' ')}", tables.mean_metric(rs, "test_agreement", 100),
+            tables.mean_metric(rs, "test_kl"),
+            [tables.mean_std([r.metrics["cka"][i] for r in rs])[0] for i in range(3)], len(rs))
         for k, rs in students.items()]
 rows.append(row("ours: untrained network (floor)", None, None, floor))
 rows += [row("paper: random", p["random"]["test_agreement"], p["random"]["test_kl"], p["random"]["cka"]),

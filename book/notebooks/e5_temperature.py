@@ -35,6 +35,7 @@ from IPython.display import Markdown, display
 
 from kdlib import claims
 from kdlib import experiments as ex
+from kdlib import tables
 from kdlib.reference import STUDY
 from kdlib.widgets import figure_slider
 
@@ -50,14 +51,11 @@ pool = exp.run(list(specs[ex.MIXUP][0].teachers))
 # temperature rises, and at the MixUp row's KL.
 
 # %%
-def col(rs, key, scale_=100, digits=2):
-    return ex.fmt([r.metrics[key] for r in rs], scale_, digits)
-
 rows = []
 for name, rs in runs.items():
     ref = STUDY["e5"].get((rs[0].spec.tau, rs[0].spec.recipe.mixup))
-    rows.append({"setting": name, "students": len(rs), "student acc (%)": col(rs, "test_acc"),
-                 "agreement (%)": col(rs, "test_agreement"), "KL(t || s)": col(rs, "test_kl", 1, 3),
+    rows.append({"setting": name, "students": len(rs), "student acc (%)": tables.fmt_metric(rs, "test_acc", 100),
+                 "agreement (%)": tables.fmt_metric(rs, "test_agreement", 100), "KL(t || s)": tables.fmt_metric(rs, "test_kl", 1, 3),
                  "study: acc / agreement / KL": "{:.2f} / {:.2f} / {:.3f}".format(*ref) if ref else ""})
 pd.DataFrame(rows).set_index("setting")
 
@@ -104,8 +102,8 @@ def view(t):
         ax.set(ylim=(0, min(1.0, 1.1 * top_p)), ylabel="probability" if k == 0 else None)
     if t in trained:
         rs = trained[t]
-        title = (f"tau = {t:g}: students' acc {col(rs, 'test_acc')} %, agreement {col(rs, 'test_agreement')} %, "
-                 f"KL {col(rs, 'test_kl', 1, 3)}")
+        title = (f"tau = {t:g}: students' acc {tables.fmt_metric(rs, 'test_acc', 100)} %, agreement {tables.fmt_metric(rs, 'test_agreement', 100)} %, "
+                 f"KL {tables.fmt_metric(rs, 'test_kl', 1, 3)}")
     else:
         title = f"tau = {t:g}: no student was distilled at this temperature at the '{exp.scale.name}' scale"
     fig.suptitle(title, fontsize=11)

@@ -32,6 +32,7 @@ from IPython.display import Markdown
 
 from kdlib import claims
 from kdlib import experiments as ex
+from kdlib import plots, tables
 from kdlib.reference import PAPER, STUDY
 
 exp = ex.open_experiment(scale, data, device, executor, seed_base)
@@ -46,12 +47,9 @@ runs = exp.run(ex.optimiser_specs(exp.scale))  # setting -> students (seeds); th
 # %%
 study = dict(zip(runs, (STUDY["e6"]["sgd"], STUDY["e6"]["sgd_long"], STUDY["e6"]["adam"])))
 
-def col(rs, key, scale_=100, digits=2):
-    return ex.fmt([r.metrics[key] for r in rs], scale_, digits)
-
-pd.DataFrame([{"setting": k, "students": len(rs), "test agreement (%)": col(rs, "test_agreement"),
-               "train agreement (%)": col(rs, "train_aug_agreement"), "KL(t || s)": col(rs, "test_kl", 1, 3),
-               "student acc (%)": col(rs, "test_acc"), "study: test agreement (%)": study[k]}
+pd.DataFrame([{"setting": k, "students": len(rs), "test agreement (%)": tables.fmt_metric(rs, "test_agreement", 100),
+               "train agreement (%)": tables.fmt_metric(rs, "train_aug_agreement", 100), "KL(t || s)": tables.fmt_metric(rs, "test_kl", 1, 3),
+               "student acc (%)": tables.fmt_metric(rs, "test_acc", 100), "study: test agreement (%)": study[k]}
               for k, rs in runs.items()]).set_index("setting")
 
 # %% [markdown]
@@ -62,10 +60,7 @@ pd.DataFrame([{"setting": k, "students": len(rs), "test agreement (%)": col(rs, 
 fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.4))
 for c, (k, rs) in zip(("C0", "C1", "C2"), runs.items()):
     for j, r in enumerate(rs):
-        e, v = ex.history_series(r, "test_agreement")
-        a1.plot(e, [100 * x for x in v], "o-", ms=3, c=c, label=k if j == 0 else None)
-        e, v = ex.history_series(r, "train_loss")
-        a2.plot(e, v, "-", c=c, label=k if j == 0 else None)
+        plots.agreement_and_loss(a1, a2, r, c, label=k if j == 0 else None)
 a1.set(title="test agreement with the teacher", xlabel="epoch", ylabel="%")
 a2.set(title="training loss (KD objective)", xlabel="epoch", ylabel="loss")
 a1.legend(fontsize=8)

@@ -31,6 +31,7 @@ from IPython.display import Markdown, display
 
 from kdlib import claims
 from kdlib import experiments as ex
+from kdlib import tables
 from kdlib.claims.figure import verdict_figure
 from kdlib.reference import ORIGINAL_CODE, PAPER, STUDY
 
@@ -60,28 +61,25 @@ fig = verdict_figure(verdicts)
 # paper's single-teacher numbers are read off its figure; it reports no teacher-teacher agreement.
 
 # %%
-def pct(rs, key):
-    return [100 * r.metrics[key] for r in rs]
-
 cross = [100 * c["agreement"] for s in students for c in ex.cross_agreement(s, runs.teachers[1:])]
 with pd.option_context("display.max_colwidth", None):
     display(pd.DataFrame([
         {"metric": "teacher test acc (%), mean over the pool", "paper": f"{PAPER['e0']['teacher_test_acc']} ({PAPER['e0']['teachers']} teachers)",
-         "study": f"{STUDY['e0']['teacher_test_acc']} (5 teachers)", "ours": f"{ex.fmt(pct(runs.teachers, 'test_acc'))} ({len(runs.teachers)} teachers)"},
+         "study": f"{STUDY['e0']['teacher_test_acc']} (5 teachers)", "ours": f"{tables.fmt_metric(runs.teachers, 'test_acc', 100)} ({len(runs.teachers)} teachers)"},
         {"metric": "teacher train acc (%), mean over the pool", "paper": "n/a", "study": STUDY["e0"]["teacher_train_acc"],
-         "ours": ex.fmt(pct(runs.teachers, "train_acc"))},
+         "ours": tables.fmt_metric(runs.teachers, "train_acc", 100)},
         {"metric": "student of teacher 0: test acc (%)", "paper": PAPER["e1"]["student_test_acc"],
-         "study": STUDY["e1"]["student_test_acc"], "ours": ex.fmt(pct(students, "test_acc"))},
+         "study": STUDY["e1"]["student_test_acc"], "ours": tables.fmt_metric(students, "test_acc", 100)},
         {"metric": "student of teacher 0: agreement with it (%)", "paper": PAPER["e1"]["test_agreement"],
-         "study": STUDY["e1"]["test_agreement"], "ours": ex.fmt(pct(students, "test_agreement"))},
+         "study": STUDY["e1"]["test_agreement"], "ours": tables.fmt_metric(students, "test_agreement", 100)},
         {"metric": "student of teacher 0: KL(teacher || student)", "paper": PAPER["e1"]["test_kl"],
-         "study": STUDY["e1"]["test_kl"], "ours": ex.fmt([r.metrics["test_kl"] for r in students], 1, 3)},
+         "study": STUDY["e1"]["test_kl"], "ours": tables.fmt_metric(students, "test_kl", 1, 3)},
         {"metric": "student of teacher 0 vs teachers i ≠ 0: agreement (%)", "paper": "n/a", "study": "n/a",
-         "ours": ex.fmt(cross)},
+         "ours": tables.fmt(cross)},
         {"metric": "teacher-teacher agreement (%)", "paper": "n/a", "study": STUDY["e0"]["pair_agreement"],
-         "ours": ex.fmt([100 * p["agreement"] for p in pairs])},
+         "ours": tables.fmt([100 * p["agreement"] for p in pairs])},
         {"metric": "teacher-teacher symmetric KL", "paper": "n/a", "study": STUDY["e0"]["pair_symmetric_kl"],
-         "ours": ex.fmt([p["symmetric_kl"] for p in pairs], 1, 3)},
+         "ours": tables.fmt([p["symmetric_kl"] for p in pairs], 1, 3)},
     ]).set_index("metric"))
 
 # %% [markdown]
@@ -112,7 +110,7 @@ Markdown(f"""
 At the **{sc.name}** scale ({sc.description}), **{len(held)} of the {len(verdicts)} claims hold** in our
 runs{':' if held else '.'} {'; '.join(f'{v.title} ({v.experiment})' for v in held)}{'.' if held else ''} {rest}
 
-**The regime.** The teachers fit {ex.fmt(fit['teacher_train_acc'])} % of their training images (the study's
+**The regime.** The teachers fit {tables.fmt(fit['teacher_train_acc'])} % of their training images (the study's
 {STUDY['e0']['teacher_train_acc']} %), and over the last fifth of their training the self-distilled students'
 agreement rose by {fit['mean_rise']:.2f} points on average ({', '.join(f'{r:+.1f}' for r in fit['rises'])} for the
 {len(fit['rises'])} students): {fit['words']}.
@@ -135,12 +133,12 @@ Markdown(claims.markdown(verdicts))
 # ## Corrections to earlier work, and their effect
 
 # %% tags=["hide-input"]
-norm_name = claims.NORM_NAMES
+norm_name = tables.NORM_NAMES
 Markdown(f"""
 - **NLL.** The original code's logged test NLL indexed a batch-by-batch matrix and reads
   {ORIGINAL_CODE['logged_nll']}; the study reported that value ({STUDY['e1']['student_nll']} for its students).
   Our NLL is the true mean negative log-likelihood (our teachers:
-  {ex.fmt([r.metrics['test_nll'] for r in runs.teachers], 1, 3)} nats at this scale).
+  {tables.fmt_metric(runs.teachers, 'test_nll', 1, 3)} nats at this scale).
 - **CKA.** The original code's CKA compared spatial positions within batches with an RBF kernel and
   gives a student at initialisation {' / '.join(f'{c:.2f}' for c in ORIGINAL_CODE['cka_untrained_student'])};
   ours is linear CKA across examples on a fixed test subset. The study's CKA table inherits the error.

@@ -29,6 +29,7 @@ import pandas as pd
 from IPython.display import Markdown
 
 from kdlib import experiments as ex
+from kdlib import tables
 from kdlib.models import preresnet20
 from kdlib.reference import PAPER, STUDY
 from kdlib.scales import SEED_STRIDE
@@ -122,10 +123,10 @@ The appendix lists the candidate scales that were measured before this one was c
 # %%
 pd.DataFrame([
     {"aspect": "normalisation in E3", "paper": "LayerNorm", "study": "BatchNorm",
-     "this report": " and ".join({"layer": "LayerNorm", "batch": "BatchNorm"}[n] for n in sc.lambda_norms)
+     "this report": " and ".join(tables.NORM_NAMES[n] for n in sc.lambda_norms)
                     + ("" if len(sc.lambda_norms) > 1 else " (both at the paper scale)")},
     {"aspect": "normalisation in E6", "paper": "LayerNorm", "study": "BatchNorm",
-     "this report": {"layer": "LayerNorm", "batch": "BatchNorm"}[next(iter(ex.optimiser_specs(sc).values()))[0].norm]},
+     "this report": tables.NORM_NAMES[next(iter(ex.optimiser_specs(sc).values()))[0].norm]},
     {"aspect": "lambda grid (E3)", "paper": "dense", "study": "0, .25, .375, .5, 1",
      "this report": ", ".join(f"{v:.3g}" for v in sc.lambdas)},
     {"aspect": "NLL", "paper": "true NLL", "study": "~20 (indexing bug)", "this report": "true NLL (fix)"},

@@ -27,17 +27,16 @@ from kdlib.claims.paper import (Verdict, beyond_independent, cka_not_agreement, 
                                 optimiser_and_length, sharp_transition, student_accuracy, temperature_and_mixup)
 from kdlib.claims.rules import FAILS, HOLDS, INCONCLUSIVE, LEVELLED, VERDICTS, Part, combine
 from kdlib.claims.text import markdown, summary_table
+from kdlib.tables import NORM_NAMES
 
 __all__ = ["ClaimRuns", "FAILS", "HOLDS", "INCONCLUSIVE", "NORM_NAMES", "Part", "VERDICTS", "Verdict", "chapter",
            "collect", "combine", "deciding_runs", "evaluate", "markdown", "power", "power_table", "regime",
            "summary_table", "main"]
 
-NORM_NAMES = {"layer": "LayerNorm", "batch": "BatchNorm"}
-
 
 @dataclass
 class ClaimRuns:
-    """The runs every claim reads, by experiment (kdlib.experiments' plans at one scale)."""
+    """The runs every claim reads, by experiment (kdlib.plans at one scale)."""
 
     labels: np.ndarray                          # test labels (N,)
     teachers: list                              # E0: the BatchNorm pool
@@ -96,7 +95,7 @@ def chapter(experiment, name: str) -> list[Verdict]:
 def collect(experiment, fields=None) -> ClaimRuns:
     """The runs the claims read for a `kdlib.experiments.Experiment` (trained if it trains, else
     cached): every field, or only `fields` (the others stay empty)."""
-    from kdlib import experiments as ex
+    from kdlib import plans
 
     sc = experiment.scale
     want = set(fields) if fields is not None else None
@@ -104,21 +103,21 @@ def collect(experiment, fields=None) -> ClaimRuns:
     def get(name, plan):
         return experiment.run(plan()) if want is None or name in want else None
 
-    temps = get("temperatures", lambda: ex.temperature_specs(sc)) or {}
+    temps = get("temperatures", lambda: plans.temperature_specs(sc)) or {}
     if want is not None and "mixup" in want and not temps:
-        temps = experiment.run(ex.temperature_specs(sc))
-    mixup = temps.pop(ex.MIXUP, [])
+        temps = experiment.run(plans.temperature_specs(sc))
+    mixup = temps.pop(plans.MIXUP, [])
     return ClaimRuns(
         labels=experiment.dataset.test.y.numpy(),
-        teachers=get("teachers", lambda: ex.teachers(sc)) or [],
-        self_distilled=get("self_distilled", lambda: ex.self_distillation_specs(sc)) or [],
-        ensembles=get("ensembles", lambda: ex.ensemble_specs(sc)) or {},
-        lambda_teachers=get("lambda_teachers", lambda: {n: ex.teachers(sc, n)[0] for n in sc.lambda_norms}) or {},
-        lambdas=get("lambdas", lambda: {n: ex.initialisation_specs(sc, n) for n in sc.lambda_norms}) or {},
-        cka=get("cka", lambda: ex.cka_specs(sc)) or {},
+        teachers=get("teachers", lambda: plans.teachers(sc)) or [],
+        self_distilled=get("self_distilled", lambda: plans.self_distillation_specs(sc)) or [],
+        ensembles=get("ensembles", lambda: plans.ensemble_specs(sc)) or {},
+        lambda_teachers=get("lambda_teachers", lambda: {n: plans.teachers(sc, n)[0] for n in sc.lambda_norms}) or {},
+        lambdas=get("lambdas", lambda: {n: plans.initialisation_specs(sc, n) for n in sc.lambda_norms}) or {},
+        cka=get("cka", lambda: plans.cka_specs(sc)) or {},
         temperatures={runs[0].spec.tau: runs for runs in temps.values()},
         mixup=mixup,
-        optimisers=get("optimisers", lambda: ex.optimiser_specs(sc)) or {},
+        optimisers=get("optimisers", lambda: plans.optimiser_specs(sc)) or {},
         ensemble_pool=max(sc.ensemble_sizes))
 
 

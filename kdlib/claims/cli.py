@@ -10,17 +10,18 @@ from pathlib import Path
 
 
 def parser() -> argparse.ArgumentParser:
+    from kdlib.parameters import Parameters
     from kdlib.scales import SCALES
 
     p = argparse.ArgumentParser(prog="python -m kdlib.claims",
                                 description="The verdicts of the paper's claims on the runs cached for a scale "
                                             "(nothing is trained).")
-    p.add_argument("--scale", default="reduced", choices=tuple(SCALES), help="the scale the runs were made at")
-    p.add_argument("--data", default="", help="CIFAR-100 source the runs used (default: kdlib.data.default_source(), "
+    p.add_argument("--scale", default=Parameters.scale, choices=tuple(SCALES), help="the scale the runs were made at")
+    p.add_argument("--data", default=Parameters.data, help="CIFAR-100 source the runs used (default: kdlib.data.default_source(), "
                                               "as `make report` finds it)")
-    p.add_argument("--device", default="auto", help="the device the runs were trained on (auto, cpu, cuda, cuda:N): "
+    p.add_argument("--device", default=Parameters.device, help="the device the runs were trained on (auto, cpu, cuda, cuda:N): "
                                                     "it decides 'auto' precision, part of their ids")
-    p.add_argument("--seed-base", type=int, default=0, help="the draw of seeds the runs used (default 0)")
+    p.add_argument("--seed-base", type=int, default=Parameters.seed_base, help="the draw of seeds the runs used (default 0)")
     p.add_argument("--json", type=Path, help="also write the verdicts here as JSON")
     return p
 
@@ -32,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser().parse_args(argv)
     try:
-        exp = ex.open_experiment(args.scale, args.data, args.device, "inline", args.seed_base, train=False)
+        exp = ex.open_experiment(args.scale, args.data, args.device, seed_base=args.seed_base, train=False)
         verdicts = claims.evaluate(claims.collect(exp))
     except (ValueError, FileNotFoundError) as e:
         parser().error(str(e))

@@ -76,7 +76,3 @@ def rise_over_last_fifth(run, key: str = "test_agreement") -> float | None:
     if len(pts) < 2 or not before or pts[-1][0] <= 0.8 * run.spec.recipe.epochs:
         return None
     return 100 * (pts[-1][1] - before[-1])
-
-
-def mean_metric(runs: Sequence, key: str) -> float:
-    return float(np.mean([r.metrics[key] for r in runs]))

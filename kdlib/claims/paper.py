@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kdlib import tables
 from kdlib.claims import text
-from kdlib.claims.evidence import (agreement_per_image, correct_per_image, fixed, group, kl_per_image, mean_metric,
+from kdlib.claims.evidence import (agreement_per_image, correct_per_image, fixed, group, kl_per_image,
                                    paired, rise_over_last_fifth)
 from kdlib.claims.rules import (ABOVE, BELOW, FAR_FROM_FAITHFUL, HOLDS, JUMP_WINDOW, MOST, NO_HIGHER,
                                 NON_INFERIORITY, Part, combine, family, rise_width, window_share)
@@ -149,9 +150,10 @@ def ensemble_size(by_size: Mapping[int, Sequence], pool: Sequence) -> Verdict:
     parts = family([_part(f"agreement at m = {hi} minus m = {lo}", groups,
                           lambda m: 100 * (m[f"m={hi}"] - m[f"m={lo}"]), 0.0, ABOVE, "points")])
     rows = "; ".join(f"m = {m}: {text.pct(agree[m])} (ensemble accuracy "
-                     f"{100 * mean_metric(by_size[m], 'teacher_test_acc'):.2f} %)" for m in sizes)
+                     f"{100 * tables.mean_metric(by_size[m], 'teacher_test_acc'):.2f} %)" for m in sizes)
     evidence = f"Test agreement with the ensemble: {rows}. Difference {parts[0].text()}."
-    gain = 100 * (mean_metric(by_size[hi], "teacher_test_acc") - mean_metric(by_size[lo], "teacher_test_acc"))
+    gain = 100 * (tables.mean_metric(by_size[hi], "teacher_test_acc")
+                  - tables.mean_metric(by_size[lo], "teacher_test_acc"))
     why = _why(parts, f"The {hi}-teacher ensemble is {gain:.2f} points more accurate than a single teacher.",
                text.levelling([r for m in (lo, hi) for r in by_size[m]], "students"))
     return Verdict("e2-ensembles", "E2", "more teachers, more agreement", claim, evidence, parts, why)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from kdlib import tables
 from kdlib.claims.evidence import rise_over_last_fifth
 from kdlib.claims.rules import HOLDS, INCONCLUSIVE, LEVELLED
 
@@ -13,8 +14,7 @@ from kdlib.claims.rules import HOLDS, INCONCLUSIVE, LEVELLED
 def pct(values) -> str:
     """'m ± s %' over runs: `values` holds one fraction per run, or (runs, images) per-image values."""
     v = np.asarray(values, dtype=float)
-    v = 100 * (v.mean(1) if v.ndim == 2 else v)
-    return f"{v.mean():.2f} ± {v.std(ddof=1):.2f} %" if len(v) > 1 else f"{v.mean():.2f} %"
+    return tables.fmt(v.mean(1) if v.ndim == 2 else v, 100, unit=" %")
 
 
 def seeds(runs: Sequence) -> str:
