@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from kdlib.checks import check_int
+from kdlib.device import CHANNELS_LAST
 from kdlib.files import atomic_write_bytes
 from kdlib.progress import Progress
 
@@ -437,6 +438,13 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     if x.dtype != torch.uint8:
         raise ValueError(f"normalize expects uint8 pixels, got {x.dtype}")
     return x.float() / 255 * 2 - 1
+
+
+def model_input(x: torch.Tensor, memory_format: torch.memory_format = CHANNELS_LAST) -> torch.Tensor:
+    """uint8 images (B, 3, 32, 32) -> what the network reads: `normalize`d float32 in
+    `memory_format`, by default the NHWC layout the models run in (kdlib.device.CHANNELS_LAST).
+    Training, evaluation and the logit cache all feed models through this one function."""
+    return normalize(x).contiguous(memory_format=memory_format)
 
 
 def mixup(x: torch.Tensor, generator: torch.Generator | None = None, *, keep_on_device: bool = False

@@ -44,6 +44,12 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return resolved
 
 
+def named_device(device: str) -> torch.device:
+    """The torch device a device name denotes, checked by `check_device_name` and not required to
+    exist here (where cached runs were trained, say); only "auto" is resolved, for this machine."""
+    return resolve_device(device) if device == "auto" else torch.device(check_device_name(device))
+
+
 @functools.cache
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (x86 AVX512-BF16 or AMX-BF16, read from

@@ -42,7 +42,7 @@ def predict(model: nn.Module, x: torch.Tensor, device: torch.device, views: torc
         xb = x[i:i + batch_size].to(device, non_blocking=True)
         if views is not None:
             xb = kdata.apply_views(kdata.pad(xb), views[i:i + batch_size].to(device))
-        out.append(model(kdata.normalize(xb).contiguous(memory_format=torch.channels_last)).float())
+        out.append(model(kdata.model_input(xb)).float())
     model.train(was_training)
     return torch.cat(out)
 
@@ -62,7 +62,7 @@ def stage_features(model: nn.Module, x: torch.Tensor, device: torch.device,
     model.eval()
     chunks = [[], [], []]
     for i in range(0, len(x), batch_size):
-        xb = kdata.normalize(x[i:i + batch_size].to(device)).contiguous(memory_format=torch.channels_last)
+        xb = kdata.model_input(x[i:i + batch_size].to(device))
         for c, f in zip(chunks, model.stage_features(xb)):
             c.append(f.flatten(1).float().cpu())
     return [torch.cat(c) for c in chunks]

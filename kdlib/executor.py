@@ -33,12 +33,10 @@ import torch
 
 from kdlib import data as kdata
 from kdlib.cache import RunCache
-from kdlib.device import check_device_name
+from kdlib.device import check_device_name, resolve_device
 from kdlib.identity import RunKey
 from kdlib.progress import Progress
-from kdlib.runs import (EXECUTORS, MissingRunsError, RunFailure, RunsFailedError, cached_runs,  # noqa: F401
-                        check_executor, describe, failure, get_run, obtain, ray_address, run_all, run_key,
-                        startable, teacher_failed)
+from kdlib.runs import failure, obtain, ray_address, startable
 from kdlib.train import TrainOptions
 
 # The Ray GPU share of one run when the cluster has GPUs: five runs per GPU, as the original
@@ -81,8 +79,7 @@ def _train_remotely(key: RunKey, dataset: kdata.Dataset, where: _Where, device: 
                     *teachers: tuple[str, dict[str, bytes]]) -> tuple[str, dict[str, bytes] | None]:
     """A Ray task: obtain the run `key` names. Returns ("shared", None) when it trained in the
     driver's cache, else ("files", the finished run's files) from a temporary cache."""
-    options = TrainOptions(torch.device(device) if device != "auto" else
-                           torch.device("cuda" if torch.cuda.is_available() else "cpu"), progress=False)
+    options = TrainOptions(resolve_device(device), progress=False)  # "auto": this worker's GPU, if any
     shared = _shared_root([where.root, os.environ.get("KDLIB_RUNS")], where.token)
     if shared is not None:
         cache = RunCache(shared)

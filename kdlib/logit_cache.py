@@ -55,6 +55,7 @@ import torch.nn.functional as F
 
 from kdlib import data as kdata
 from kdlib.files import CorruptFileError, load_tensors, save_tensors
+from kdlib.progress import Progress
 
 MODES = ("auto", "shared", "on", "off")
 STORAGE_DTYPE = torch.float16
@@ -124,29 +125,33 @@ class LogitCache:
 
 @torch.no_grad()
 def build(teacher: nn.Module, padded: torch.Tensor, batch_size: int | None = None,
-          context=None) -> LogitCache:
+          context=None, progress: bool = False, desc: str = "logit cache") -> LogitCache:
     """Run `teacher` on all 162 views of every padded training image (N, 3, 40, 40) uint8.
 
     `teacher` returns (B, C) log-probabilities (a `losses.Teacher`); `context` is the forward-pass
     context of the run (its autocast; default none), so the cache holds what the training loop
     would have computed. Views go through the same gather, normalisation and memory format as
     in training. Raises if an entry does not fit float16.
+    progress: show a bar over the images (kdlib.progress, as training's epoch bars): a build takes
+    minutes, during which no run's epoch moves.
     """
     device = padded.device
     batch_size = batch_size or BUILD_BATCH.get(device.type, BUILD_BATCH["cpu"])
     per_chunk = max(1, batch_size // kdata.NUM_VIEWS)  # images per forward pass
     all_views = torch.arange(kdata.NUM_VIEWS, device=device)
     out = None
-    for i in range(0, len(padded), per_chunk):
-        chunk = padded[i:i + per_chunk]  # (b, 3, 40, 40)
-        b = len(chunk)
-        x = kdata.apply_views(chunk.repeat_interleave(kdata.NUM_VIEWS, dim=0), all_views.repeat(b))
-        x = kdata.normalize(x).contiguous(memory_format=torch.channels_last)  # (b * 162, 3, 32, 32)
-        with context if context is not None else nullcontext():
-            z = teacher(x).float()  # (b * 162, C)
-        if out is None:
-            out = torch.empty(len(padded), kdata.NUM_VIEWS, z.shape[1], dtype=STORAGE_DTYPE, device=device)
-        out[i:i + b] = z.view(b, kdata.NUM_VIEWS, -1).to(STORAGE_DTYPE)
+    with Progress(len(padded), desc, unit="image", enabled=progress) as bar:  # closed on an error too
+        for i in range(0, len(padded), per_chunk):
+            chunk = padded[i:i + per_chunk]  # (b, 3, 40, 40)
+            b = len(chunk)
+            x = kdata.apply_views(chunk.repeat_interleave(kdata.NUM_VIEWS, dim=0), all_views.repeat(b))
+            x = kdata.model_input(x)  # (b * 162, 3, 32, 32)
+            with context if context is not None else nullcontext():
+                z = teacher(x).float()  # (b * 162, C)
+            if out is None:
+                out = torch.empty(len(padded), kdata.NUM_VIEWS, z.shape[1], dtype=STORAGE_DTYPE, device=device)
+            out[i:i + b] = z.view(b, kdata.NUM_VIEWS, -1).to(STORAGE_DTYPE)
+            bar.update(b)
     if out is None:
         raise ValueError("padded holds no images")
     if not torch.isfinite(out).all():  # one host synchronisation, once per cache
@@ -171,13 +176,13 @@ def cache_folder(runs_root: Path) -> Path:
 
 
 def load_or_build(teacher: nn.Module, teacher_weights: Sequence[str], padded: torch.Tensor, folder: Path,
-                  precision: str, context=None) -> tuple[LogitCache, dict]:
+                  precision: str, context=None, progress: bool = False) -> tuple[LogitCache, dict]:
     """The stored cache for these teachers' weights and precision in `folder`, else built now and stored.
 
     Returns (cache, info) with info = {"key", "source": "loaded" | "built", "seconds", "bytes"}.
     A file lock per key makes a second process (or thread) wait for the first one's cache. A damaged
     or mismatched file is rebuilt with a warning; when the built cache cannot be stored (a full disk,
-    say) training goes on with it in memory, with a warning.
+    say) training goes on with it in memory, with a warning. progress: a bar while it is built.
     """
     key = cache_key(teacher_weights, precision)
     path = Path(folder) / f"{key}.pt"
@@ -195,7 +200,7 @@ def load_or_build(teacher: nn.Module, teacher_weights: Sequence[str], padded: to
                                "bytes": cache.nbytes}
             except (CorruptFileError, KeyError) as e:
                 warnings.warn(f"logit cache {key}: rebuilding a damaged stored cache ({e})")
-        cache = build(teacher, padded, context=context)
+        cache = build(teacher, padded, context=context, progress=progress, desc=f"logit cache {key[:8]}")
         try:
             save_tensors(path, {"logits": cache.logits.cpu(), "teacher_weights": list(teacher_weights),
                                 "precision": precision, "format": FORMAT_VERSION})

@@ -51,9 +51,9 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
 def objective(spec, logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None = None,
               mix: tuple | None = None) -> torch.Tensor:
     """The loss a run trains on (protocol §3): the labels' cross-entropy for a teacher; for a student
-    (one with `tau`), `kd_loss` with its temperature and alpha, against `teacher_logits` on exactly
+    (spec.kind "student"), `kd_loss` with its temperature and alpha, against `teacher_logits` on exactly
     the images it sees. The one function training calls."""
-    if not hasattr(spec, "tau"):
+    if spec.kind == "teacher":
         return label_loss(logits, labels, mix)
     if teacher_logits is None:
         raise ValueError("a student's objective needs the teacher's logits on the same images")

@@ -47,7 +47,7 @@ from kdlib import train as ktrain
 from kdlib.cache import CorruptRunError, Run, RunCache
 from kdlib.checks import check_bool, check_int, check_number
 from kdlib.config import Spec, StudentSpec, TeacherSpec
-from kdlib.device import check_device_name, resolve_device
+from kdlib.device import named_device, resolve_device
 from kdlib.identity import RunKey
 from kdlib.logit_cache import check_mode
 from kdlib.progress import Progress
@@ -444,7 +444,7 @@ def cached_runs(specs: Sequence[Spec], dataset: kdata.Dataset, *, cache: RunCach
     with the same arguments gives them (`device` names where they were trained; it need not exist
     here). Raises MissingRunsError listing every run that is not there."""
     cache = cache if cache is not None else RunCache()
-    where = resolve_device(device) if device == "auto" else torch.device(check_device_name(device))
+    where = named_device(device)
     runs, missing = [], []
     for spec in _check_specs(specs):
         key = RunKey.of(spec, dataset, where, precision, logit_cache)
@@ -455,9 +455,3 @@ def cached_runs(specs: Sequence[Spec], dataset: kdata.Dataset, *, cache: RunCach
     if missing:
         raise MissingRunsError(missing, cache.root)
     return runs
-
-
-def run_key(spec: Spec, dataset: kdata.Dataset, device: torch.device, precision: str = "auto",
-            logit_cache: str = "auto") -> str:
-    """The id `get_run`/`run_all` give `spec` when it trains on `device` (which need not exist here)."""
-    return RunKey.of(spec, dataset, torch.device(device), precision, logit_cache).id

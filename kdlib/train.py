@@ -34,6 +34,7 @@ import kdlib
 from kdlib import data as kdata
 from kdlib import evaluate as ev
 from kdlib import logit_cache as lcache
+from kdlib import metrics as km
 from kdlib.cache import Run, RunCache
 from kdlib.config import Recipe, Spec, StudentSpec, stable_seed
 from kdlib.device import CHANNELS_LAST, autocast, backend_flags
@@ -118,7 +119,7 @@ class Epoch:
         for step in range(self.steps):
             idx = self.perm[step * bs:(step + 1) * bs]
             v = self.views[idx]
-            x = kdata.normalize(kdata.apply_views(self.data.padded[idx], v)).contiguous(memory_format=fmt)
+            x = kdata.model_input(kdata.apply_views(self.data.padded[idx], v), fmt)
             yield Batch(x, self.data.labels[idx], idx, v)
 
 
@@ -173,7 +174,8 @@ def refresh_batchnorm(model: nn.Module, data: TrainSet, batch_size: int, seed: i
     epoch = data.epoch(seed, batch_size)
     for i in range(0, len(data), batch_size):  # every image once, the last batch partial
         idx = epoch.perm[i:i + batch_size]
-        model(kdata.normalize(kdata.apply_views(data.padded[idx], epoch.views[idx])))
+        # the model is still NCHW here (init_student converts it afterwards): NCHW inputs too
+        model(kdata.model_input(kdata.apply_views(data.padded[idx], epoch.views[idx]), torch.contiguous_format))
     for m, momentum in zip(bns, momenta):
         m.momentum = momentum
 
@@ -243,7 +245,7 @@ def _evaluate_epoch(model, test_x, test_y, teacher_test, device) -> dict:
     are: the claims read the history too (how far agreement rose over the last fifth of training),
     and bf16 rounding moved a student's agreement by up to 0.6 points at the reduced scale."""
     logits = ev.predict(model, test_x, device)
-    entry = {"test_acc": kdlib.metrics.accuracy(logits, test_y), "test_nll": kdlib.metrics.nll(logits, test_y)}
+    entry = {"test_acc": km.accuracy(logits, test_y), "test_nll": km.nll(logits, test_y)}
     if teacher_test is not None:
         entry.update(ev.fidelity_metrics(teacher_test, logits, "test"))
     return entry
@@ -273,7 +275,7 @@ def _targets(key: RunKey, teacher_runs: list[Run], data: TrainSet, test_x, cache
     if key.cached_logits:
         out.cache, out.cache_info = lcache.load_or_build(
             teacher, [r.weights_sha256 for r in teacher_runs], data.padded, lcache.cache_folder(cache.root),
-            key.precision, context=autocast(device, key.precision))
+            key.precision, context=autocast(device, key.precision), progress=options.progress)
     else:
         out.forward = torch.compile(teacher) if options.compile else teacher
     return out

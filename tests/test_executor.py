@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from kdlib import executor as kex
+from kdlib import runs as kruns
 from kdlib.cache import RunCache
 from kdlib.config import Recipe, StudentSpec, TeacherSpec
+from kdlib.identity import RunKey
 from synthetic import same_run, synthetic_dataset
 
 T_RECIPE = Recipe(epochs=1, batch_size=20, lr=0.05)
@@ -55,10 +57,10 @@ def ray_cache(tmp_path_factory):
 
 
 def test_check_executor():
-    assert kex.check_executor("inline") == "inline"
+    assert kruns.check_executor("inline") == "inline"
     for bad in ("spark", "", "ray:", "ray://", 3, None):
         with pytest.raises(ValueError, match="executor must be one of"):
-            kex.check_executor(bad)
+            kruns.check_executor(bad)
 
 
 def test_ray_executors_need_ray(monkeypatch):
@@ -67,7 +69,7 @@ def test_ray_executors_need_ray(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # as if Ray were not installed
     for executor in ("ray", "ray://head:10001", "ray:auto"):
         with pytest.raises(ValueError, match=rf"executor='{executor}' needs Ray, an optional install"):
-            kex.check_executor(executor)
+            kruns.check_executor(executor)
 
 
 class FakeRay:
@@ -94,58 +96,58 @@ def test_run_key_predicts_the_id_a_gpu_worker_gives(synthetic):
     from kdlib.cache import run_id
 
     key = synthetic.cache_key()
-    assert kex.run_key(TEACHER, synthetic, torch.device("cpu"), "auto", "auto") == run_id(TEACHER, key)
-    assert kex.run_key(TEACHER, synthetic, torch.device("cuda"), "auto", "auto") == run_id(TEACHER, key, {"precision": "bf16"})
-    assert kex.run_key(TEACHER, synthetic, torch.device("cuda"), "fp32", "auto") == run_id(TEACHER, key)
+    assert RunKey.of(TEACHER, synthetic, torch.device("cpu"), "auto", "auto").id == run_id(TEACHER, key)
+    assert RunKey.of(TEACHER, synthetic, torch.device("cuda"), "auto", "auto").id == run_id(TEACHER, key, {"precision": "bf16"})
+    assert RunKey.of(TEACHER, synthetic, torch.device("cuda"), "fp32", "auto").id == run_id(TEACHER, key)
 
 
 def test_run_all_argument_errors(synthetic, tmp_path):
     with pytest.raises(ValueError, match="specs must be TeacherSpec or StudentSpec"):
-        kex.run_all([{"seed": 0}], synthetic, cache=RunCache(tmp_path))
+        kruns.run_all([{"seed": 0}], synthetic, cache=RunCache(tmp_path))
     with pytest.raises(ValueError, match=r"gpus_per_run must be a number in \[0, 1\]"):
-        kex.run_all([TEACHER], synthetic, cache=RunCache(tmp_path), gpus_per_run=2)
+        kruns.run_all([TEACHER], synthetic, cache=RunCache(tmp_path), gpus_per_run=2)
 
 
 def test_inline_failure_is_reported_and_the_rest_finish(synthetic, tmp_path):
     cache = RunCache(tmp_path)
     good = TeacherSpec(recipe=Recipe(epochs=1, batch_size=20, lr=0.05), seed=2)
     orphan = StudentSpec(recipe=S_RECIPE, teachers=(BAD_TEACHER,))
-    with pytest.raises(kex.RunsFailedError) as info:
-        kex.run_all([BAD_TEACHER, good, orphan], synthetic, cache=cache, device="cpu", progress=False)
+    with pytest.raises(kruns.RunsFailedError) as info:
+        kruns.run_all([BAD_TEACHER, good, orphan], synthetic, cache=cache, device="cpu", progress=False)
     err = info.value
-    bad_id = kex.run_key(BAD_TEACHER, synthetic, torch.device("cpu"), "auto", "auto")
-    assert [f.run_id for f in err.failures] == [bad_id, kex.run_key(orphan, synthetic, torch.device("cpu"), "auto", "auto")]
+    bad_id = RunKey.of(BAD_TEACHER, synthetic, torch.device("cpu"), "auto", "auto").id
+    assert [f.run_id for f in err.failures] == [bad_id, RunKey.of(orphan, synthetic, torch.device("cpu"), "auto", "auto").id]
     nan = err.failures[0]
     assert nan.error.startswith("FloatingPointError") and f"run {bad_id} (teacher)" in nan.error and "epoch 1" in nan.error
     assert "Traceback" in nan.traceback and "in train\n" in nan.traceback  # kdlib.train.train raised it
     assert "not started" in err.failures[1].error and bad_id in err.failures[1].error
     assert str(err).startswith("2 of 3 runs failed (1 finished and are in the cache)")
     assert isinstance(err.__cause__, FloatingPointError)
-    assert kex.run_all([good], synthetic, cache=cache, device="cpu", progress=False)[0].metrics["test_acc"] >= 0
+    assert kruns.run_all([good], synthetic, cache=cache, device="cpu", progress=False)[0].metrics["test_acc"] >= 0
 
 
 def test_ray_sweep_matches_inline(ray_local, synthetic, ray_cache, tmp_path, one_thread):
-    inline = kex.run_all(STUDENTS, synthetic, cache=RunCache(tmp_path), device="cpu", progress=False)
-    on_ray = kex.run_all(STUDENTS, synthetic, executor="ray", cache=ray_cache, device="cpu", progress=False)
+    inline = kruns.run_all(STUDENTS, synthetic, cache=RunCache(tmp_path), device="cpu", progress=False)
+    on_ray = kruns.run_all(STUDENTS, synthetic, executor="ray", cache=ray_cache, device="cpu", progress=False)
     for a, b in zip(inline, on_ray):
         same_run(a, b)
-    teacher_id = kex.run_key(TEACHER, synthetic, torch.device("cpu"), "auto", "auto")
+    teacher_id = RunKey.of(TEACHER, synthetic, torch.device("cpu"), "auto", "auto").id
     same_run(RunCache(tmp_path).load(teacher_id), ray_cache.load(teacher_id))
     assert not (ray_cache.folder(teacher_id) / "checkpoint.pt").exists()
 
     # everything is cached now: nothing is trained or rewritten
     stamps = {r.id: (r.path / "result.json").stat().st_mtime_ns for r in on_ray}
-    again = kex.run_all(STUDENTS, synthetic, executor="ray", cache=ray_cache, device="cpu", progress=False)
+    again = kruns.run_all(STUDENTS, synthetic, executor="ray", cache=ray_cache, device="cpu", progress=False)
     assert {r.id: (r.path / "result.json").stat().st_mtime_ns for r in again} == stamps
 
 
 def test_ray_failure_is_reported_with_traceback_and_the_rest_finish(ray_local, synthetic, ray_cache):
-    teacher_id = kex.run_key(TEACHER, synthetic, torch.device("cpu"), "auto", "auto")
+    teacher_id = RunKey.of(TEACHER, synthetic, torch.device("cpu"), "auto", "auto").id
     stamp = (ray_cache.folder(teacher_id) / "result.json").stat().st_mtime_ns  # from the test above
     orphan = StudentSpec(recipe=S_RECIPE, teachers=(BAD_TEACHER,))
     fresh = StudentSpec(recipe=S_RECIPE, teachers=(TEACHER,), seed=2)
-    with pytest.raises(kex.RunsFailedError) as info:
-        kex.run_all([BAD_TEACHER, orphan, fresh], synthetic, executor="ray", cache=ray_cache, device="cpu",
+    with pytest.raises(kruns.RunsFailedError) as info:
+        kruns.run_all([BAD_TEACHER, orphan, fresh], synthetic, executor="ray", cache=ray_cache, device="cpu",
                     progress=False)
     failures = info.value.failures
     assert len(failures) == 2
@@ -156,18 +158,18 @@ def test_ray_failure_is_reported_with_traceback_and_the_rest_finish(ray_local, s
     assert skipped.spec == orphan and "not started" in skipped.error
     assert str(info.value).startswith("2 of 4 runs failed (2 finished and are in the cache)")
     assert ray_cache.load(nan.run_id) is None
-    assert ray_cache.load(kex.run_key(fresh, synthetic, torch.device("cpu"), "auto", "auto")) is not None
+    assert ray_cache.load(RunKey.of(fresh, synthetic, torch.device("cpu"), "auto", "auto").id) is not None
     assert (ray_cache.folder(teacher_id) / "result.json").stat().st_mtime_ns == stamp  # cached: not rerun
 
 
 def test_cached_runs_finds_what_run_all_trained_and_names_what_is_missing(synthetic, tmp_path):
-    from kdlib.executor import MissingRunsError, cached_runs
+    from kdlib.runs import MissingRunsError, cached_runs
     cache = RunCache(tmp_path)
     teacher, student = TEACHER, STUDENTS[0]
     with pytest.raises(MissingRunsError, match="2 run\\(s\\) are not in the run cache") as e:
         cached_runs([teacher, student], synthetic, cache=cache, device="cpu")
     assert [spec for _, spec in e.value.missing] == [teacher, student]
-    trained = kex.run_all([student], synthetic, cache=cache, device="cpu", progress=False)
+    trained = kruns.run_all([student], synthetic, cache=cache, device="cpu", progress=False)
     found = cached_runs([student], synthetic, cache=cache, device="cpu")
     assert [r.id for r in found] == [r.id for r in trained]
 
@@ -175,12 +177,12 @@ def test_cached_runs_finds_what_run_all_trained_and_names_what_is_missing(synthe
 def test_cached_runs_of_a_numbered_cuda_device_have_that_device_s_keys(synthetic, tmp_path):
     """cached_runs(device="cuda:1") looks for the runs run_all trained on that GPU ("auto" precision
     is bf16 there), not for CPU ones, even on a machine without CUDA; a misspelt device is refused."""
-    from kdlib.executor import MissingRunsError, cached_runs, run_key
+    from kdlib.runs import MissingRunsError, cached_runs
     with pytest.raises(MissingRunsError) as e:
         cached_runs([TEACHER], synthetic, cache=RunCache(tmp_path), device="cuda:1")
     [(rid, _)] = e.value.missing
-    assert rid == run_key(TEACHER, synthetic, torch.device("cuda:1"))
-    assert rid != run_key(TEACHER, synthetic, torch.device("cpu"))
+    assert rid == RunKey.of(TEACHER, synthetic, torch.device("cuda:1")).id
+    assert rid != RunKey.of(TEACHER, synthetic, torch.device("cpu")).id
     with pytest.raises(ValueError, match="device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'"):
         cached_runs([TEACHER], synthetic, cache=RunCache(tmp_path), device="gpu")
 
@@ -208,12 +210,12 @@ def test_a_killed_ray_worker_resumes_its_run_from_the_last_checkpoint(ray_local,
     from kdlib.cache import load_tensors
     data = synthetic_dataset(n_train=400, n_test=50)  # 20 steps an epoch: slow enough to be caught
     spec = TeacherSpec(recipe=Recipe(epochs=20, batch_size=20, lr=0.05), seed=21)
-    reference = kex.run_all([spec], data, cache=RunCache(tmp_path / "inline"), device="cpu", progress=False)[0]
+    reference = kruns.run_all([spec], data, cache=RunCache(tmp_path / "inline"), device="cpu", progress=False)[0]
     cache = RunCache(tmp_path / "ray")
     ckpt = cache.folder(reference.id) / "checkpoint.pt"
     result = {}
     sweep = threading.Thread(target=lambda: result.update(
-        run=kex.run_all([spec], data, executor="ray", cache=cache, device="cpu", progress=False)[0]))
+        run=kruns.run_all([spec], data, executor="ray", cache=cache, device="cpu", progress=False)[0]))
     sweep.start()
     deadline, killed = time.monotonic() + 120, None
     while killed is None and time.monotonic() < deadline and sweep.is_alive():
@@ -240,13 +242,13 @@ def test_a_run_trained_elsewhere_holds_up_only_its_own_task(ray_local, synthetic
 
     cache = RunCache(tmp_path)
     busy, free = TeacherSpec(recipe=T_RECIPE, seed=30), TeacherSpec(recipe=T_RECIPE, seed=31)
-    busy_id = kex.run_key(busy, synthetic, torch.device("cpu"))
-    free_id = kex.run_key(free, synthetic, torch.device("cpu"))
+    busy_id = RunKey.of(busy, synthetic, torch.device("cpu")).id
+    free_id = RunKey.of(free, synthetic, torch.device("cpu")).id
     elsewhere = RunCache(tmp_path)  # another process's hold on the same cache
     result = {}
     with elsewhere.lock(busy_id):
         sweep = threading.Thread(target=lambda: result.update(
-            runs=kex.run_all([busy, free], synthetic, executor="ray", cache=cache, device="cpu", progress=False)))
+            runs=kruns.run_all([busy, free], synthetic, executor="ray", cache=cache, device="cpu", progress=False)))
         sweep.start()
         deadline = time.monotonic() + 120
         while cache.load(free_id) is None and time.monotonic() < deadline:

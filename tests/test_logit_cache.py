@@ -37,7 +37,7 @@ def built(teacher, padded):
 
 def _on_the_fly(teacher, padded, idx, views):
     """What the training loop computes: the teacher on exactly the student's view."""
-    x = kdata.normalize(kdata.apply_views(padded[idx], views)).contiguous(memory_format=torch.channels_last)
+    x = kdata.model_input(kdata.apply_views(padded[idx], views))
     return teacher(x)
 
 
@@ -54,6 +54,17 @@ def test_build_shape_dtype_and_range(built, padded):
     logp = built.logits.float()
     assert logp.max() <= 0 and logp.min() < -10  # log-probabilities of a confident teacher
     torch.testing.assert_close(logp.exp().sum(-1), torch.ones(len(padded), kdata.NUM_VIEWS), atol=2e-3, rtol=0)
+
+
+def test_build_shows_its_progress(teacher, padded, built, tmp_path, monkeypatch):
+    """A build reports images done, as training reports epochs (under the runner: events to a file)."""
+    import json
+    events = tmp_path / "progress.jsonl"
+    monkeypatch.setenv("KDLIB_PROGRESS", str(events))
+    cache = lcache.build(teacher, padded, batch_size=400, progress=True, desc="logit cache test")
+    last = json.loads(events.read_text().splitlines()[-1])
+    assert (last["bar"], last["unit"], last["n"], last["total"]) == ("logit cache test", "image", 6, 6)
+    assert torch.equal(cache.logits, built.logits)
 
 
 def test_every_view_of_an_image_matches_the_teacher(built, teacher, padded):

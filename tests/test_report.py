@@ -191,7 +191,7 @@ sys.path.insert(0, {tests!r})
 from synthetic import synthetic_dataset
 from kdlib.cache import RunCache
 from kdlib.config import Recipe, TeacherSpec
-from kdlib.executor import run_all
+from kdlib.runs import run_all
 run = run_all([TeacherSpec(recipe=Recipe(epochs=2, batch_size=20, lr=0.05))], synthetic_dataset(),
               cache=RunCache({runs!r}), device="cpu")[0]
 print("trained", run.id)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdlib import executor as kex
+from kdlib import runs as kruns
 from kdlib.cache import (RUN_FILES, CorruptFileError, CorruptRunError, RunCache, load_tensors, run_id,
                          save_tensors)
 from kdlib.config import Recipe, StudentSpec, TeacherSpec, spec_to_dict
@@ -224,7 +224,7 @@ def test_run_all_moves_a_damaged_run_aside_and_retrains_it(finished, synthetic, 
     shutil.copytree(run.path, cache.folder(run.id))
     _flip_last_byte(cache.folder(run.id) / "model.pt")
     with pytest.warns(UserWarning, match=f"run {run.id}: model.pt failed its checksum.*moved to .*training it again"):
-        (again,) = kex.run_all([spec], synthetic, cache=cache, device="cpu", progress=False)
+        (again,) = kruns.run_all([spec], synthetic, cache=cache, device="cpu", progress=False)
     same_run(again, run)  # retrained to the same result
     (aside,) = (tmp_path / "damaged").iterdir()
     assert aside.name.startswith(run.id) and (aside / "model.pt").exists()  # kept for inspection
@@ -271,8 +271,8 @@ def test_lock_is_exclusive_across_caches_and_reentrant_within_one(tmp_path):
 def test_nan_loss_names_run_and_epoch_through_the_executor(synthetic, tmp_path):
     spec = TeacherSpec(recipe=Recipe(epochs=2, batch_size=20, lr=1e30), seed=0)
     rid = run_id(spec, synthetic.cache_key())
-    with pytest.raises(kex.RunsFailedError, match=rf"run {rid} \(teacher\): the training loss became nan in epoch 1"):
-        kex.run_all([spec], synthetic, cache=RunCache(tmp_path), device="cpu", progress=False)
+    with pytest.raises(kruns.RunsFailedError, match=rf"run {rid} \(teacher\): the training loss became nan in epoch 1"):
+        kruns.run_all([spec], synthetic, cache=RunCache(tmp_path), device="cpu", progress=False)
     assert RunCache(tmp_path).load(rid) is None
 
 
@@ -422,7 +422,7 @@ def test_a_batch_larger_than_the_training_set_fails_before_any_training(syntheti
     student = StudentSpec(recipe=Recipe(epochs=1, batch_size=500, lr=0.05), teachers=(teacher,))
     cache = RunCache(tmp_path)
     with pytest.raises(ValueError, match=r"batch_size must be at most the training set's 100 images.*batch_size 500"):
-        kex.run_all([student], synthetic, cache=cache, device="cpu", progress=False)
+        kruns.run_all([student], synthetic, cache=cache, device="cpu", progress=False)
     with pytest.raises(ValueError, match="batch_size must be at most"):
         get_run(student, synthetic, cache, device="cpu", progress=False)
     assert not any(cache.root.glob("*/result.json")) and not any(cache.root.glob("*/checkpoint.pt"))  # nothing trained

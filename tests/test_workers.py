@@ -49,7 +49,7 @@ def test_workers_train_the_runs_workers_1_trains(synthetic, tmp_path, one_thread
     cache = RunCache(tmp_path / "workers")
     parallel = kr.run_all([*TEACHERS, STUDENT], synthetic, cache=cache, device="cpu", progress=False,
                           workers=2)
-    assert [r.id for r in parallel] == [kr.run_key(s, synthetic, CPU) for s in [*TEACHERS, STUDENT]]
+    assert [r.id for r in parallel] == [RunKey.of(s, synthetic, CPU).id for s in [*TEACHERS, STUDENT]]
     for a, b in zip(serial, parallel):
         same_run(a, b)
         assert not (cache.folder(b.id) / "checkpoint.pt").exists()  # finished, and loads (verified) again
@@ -70,7 +70,7 @@ def test_a_failing_run_in_a_worker_is_reported_and_the_rest_finish(synthetic, tm
         kr.run_all([BAD_TEACHER, TEACHERS[0], orphan, good_student], synthetic, cache=cache, device="cpu",
                    progress=False, workers=2)
     err = info.value
-    bad_id, orphan_id = (kr.run_key(s, synthetic, CPU) for s in (BAD_TEACHER, orphan))
+    bad_id, orphan_id = (RunKey.of(s, synthetic, CPU).id for s in (BAD_TEACHER, orphan))
     assert [f.run_id for f in err.failures] == [bad_id, orphan_id]
     nan = err.failures[0]
     assert nan.error.startswith("FloatingPointError") and f"run {bad_id} (teacher)" in nan.error
@@ -80,7 +80,7 @@ def test_a_failing_run_in_a_worker_is_reported_and_the_rest_finish(synthetic, tm
     assert str(err).startswith("2 of 4 runs failed (2 finished and are in the cache)")
     assert isinstance(err.__cause__, FloatingPointError)
     for spec in (TEACHERS[0], good_student):
-        assert cache.load(kr.run_key(spec, synthetic, CPU)) is not None
+        assert cache.load(RunKey.of(spec, synthetic, CPU).id) is not None
     assert cache.load(bad_id) is None and cache.load(orphan_id) is None
 
 
@@ -89,7 +89,7 @@ def test_an_interrupted_driver_stops_its_workers(synthetic, tmp_path, monkeypatc
     the interrupted runs resume from their checkpoints later."""
     cache = RunCache(tmp_path)
     long = [TeacherSpec(recipe=Recipe(epochs=200, batch_size=20, lr=0.05), seed=s) for s in (0, 1)]
-    ids = [kr.run_key(s, synthetic, CPU) for s in long]
+    ids = [RunKey.of(s, synthetic, CPU).id for s in long]
 
     def interrupted(*args, **kwargs):  # once a worker has finished an epoch
         deadline = time.monotonic() + 60
