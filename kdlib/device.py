@@ -16,7 +16,7 @@ import torch
 
 
 # NHWC activations and weights: 1.3-1.5x faster training steps than NCHW on 2 CPU cores (oneDNN;
-# the "kdlib NCHW" rows of benchmarks/bench_train.py, README "Speed") and the layout tensor cores
+# the "kdlib NCHW" rows of benchmarks/bench_train.py, docs/speed.md) and the layout tensor cores
 # want on CUDA; the results agree with NCHW up to float rounding.
 CHANNELS_LAST = torch.channels_last
 PRECISIONS = ("auto", "fp32", "bf16")

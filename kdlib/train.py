@@ -6,7 +6,7 @@ from its last checkpoint and ends with the same result. Which runs to train, in 
 under which lock is kdlib.runs' business (`get_run`, `run_all`); what the final evaluation measures
 is kdlib.evaluate's; the loss is kdlib.losses.objective.
 
-Where the speed comes from (README "Speed" has the measured figures):
+Where the speed comes from (docs/speed.md has the measured figures):
 - the training set lives on the training device as padded uint8 (N, 3, 40, 40) (`TrainSet`); a
   batch is one gather of crop/flip views (data.apply_views): no per-image PIL work, no DataLoader;
 - NHWC (channels_last) activations and weights;

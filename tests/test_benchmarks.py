@@ -1,7 +1,7 @@
 """The speed benchmarks and the GPU check run with minimal budgets and write what they promise.
 
 Smoke tests, not timed tests: the figures they produce here mean nothing (tiny batches, synthetic
-pixels, a shared CPU). README "Speed" has the measured ones.
+pixels, a shared CPU). docs/speed.md has the measured ones.
 """
 
 import json

@@ -49,6 +49,7 @@ def test_slider_pages_keep_their_widget_state(tiny_book, name):
 def test_book_has_every_page(tiny_book):
     html = tiny_book.index.parent
     pages = ["index.html", "background.html"] + [f"executed/{n}.html" for n in report.NOTEBOOKS]
+    pages += [f"docs/{doc.stem}.html" for doc in (Path(__file__).parents[1] / "docs").glob("*.md")]  # the "Using kdlib" part
     for page in pages:
         assert (html / page).stat().st_size > 0, page
     # widget pages carry their state and the (local, when installed) loader

@@ -53,7 +53,8 @@ def test_the_wheel_carries_the_report_sources_and_entry_points(tmp_path):
     for notebook in report.NOTEBOOKS:
         assert f"kdlib/book/notebooks/{notebook}.py" in names
     for needed in ("_config.yml", "_toc.yml", "index.md", "background.md", "references.bib", "_ext/kdlib_assets.py",
-                   "_ext/kdlib_guard.py", "_static/favicon.svg", "vendor-src/install_assets.py"):
+                   "_ext/kdlib_guard.py", "_static/favicon.svg", "vendor-src/install_assets.py", "docs/protocol.md",
+                   "docs/running.md"):
         assert f"kdlib/book/{needed}" in names, needed
     assert not any("/executed/" in n or "/_build/" in n or "/vendor/" in n for n in book)  # no outputs, no bundles
     for module in (ROOT / "kdlib").rglob("*.py"):  # every module of the package ships (subpackages too)
