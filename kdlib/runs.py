@@ -249,8 +249,8 @@ def run_all(specs: Sequence[Spec], dataset: kdata.Dataset, *, executor: str = "i
         cluster has GPUs, else 0.
     precision, logit_cache: as for get_run.
     workers: inline only (Ray ignores it): how many runs train at once. 1 (the default) trains one
-        run after another in this process with all its threads: on a 2-core CPU that is faster than
-        two runs of one thread each (benchmarks/results/workers.json). N > 1 trains up to N runs at
+        run after another in this process with all its threads: on a 2-core CPU two runs of one
+        thread each were no faster (0.91x-1.01x, benchmarks/results/workers.json). N > 1 trains up to N runs at
         once in local worker processes of max(1, os.cpu_count() // N) torch threads (a machine with
         many cores); they show a bar of the runs done, not their epochs. Thread counts can change a
         CPU run's last bits, never its id.
