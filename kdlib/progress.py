@@ -1,6 +1,6 @@
 """Progress of long work, for whoever is waiting for it.
 
-In a terminal or a notebook, `Progress` is a plain tqdm bar (never tqdm.auto: a notebook's widget
+In a terminal or a notebook, `Progress` is a plain tqdm bar (not the auto or notebook variant: a widget
 bar would be saved into the book's pages). When the report runner executes notebooks it sets
 $KDLIB_PROGRESS to a file: the bars inside the kernels are then silent and each update is appended
 to that file as one JSON line, which the runner follows and shows in place in its own terminal
