@@ -41,6 +41,7 @@ from benchmarks.bench_train import REPO, default_data, machine, synchronize
 from kdlib import data as kdata
 from kdlib import evaluate as ev
 from kdlib import logit_cache as lcache
+from kdlib import plans
 from kdlib import scales
 from kdlib.cache import RunCache
 from kdlib.config import Recipe, StudentSpec, TeacherSpec
@@ -268,15 +269,8 @@ STAGES = {"epochs": stage_epochs, "cache_build": stage_cache_build, "evaluation"
 # Extrapolation
 
 def paper_plan() -> tuple[list, str]:
-    """The runs of the `paper` scale: kdlib.experiments.all_specs when it is there."""
-    try:
-        from kdlib import experiments
-        return list(experiments.all_specs(PAPER)), "kdlib.experiments.all_specs(paper)"
-    except (ImportError, AttributeError) as e:  # the run plan is not written yet: a stated stand-in
-        teachers = [TeacherSpec(recipe=PAPER.teacher, seed=i) for i in range(PAPER.n_teachers)]
-        students = [StudentSpec(recipe=PAPER.student, teachers=(teachers[0],), seed=s) for s in range(30)]
-        students += [StudentSpec(recipe=PAPER.student, teachers=tuple(teachers), tau=float(t)) for t in (1, 2, 4, 8)]
-        return teachers + students, f"a stand-in plan (5 teachers, 34 students; {e})"
+    """The runs of the `paper` scale (kdlib.plans.all_specs) and where they come from."""
+    return list(plans.all_specs(PAPER)), "kdlib.plans.all_specs(paper)"
 
 
 def final_forwards(n_train: int, n_test: int, members: int, stored_teachers: bool = True) -> int:

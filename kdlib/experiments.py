@@ -1,7 +1,7 @@
 """What the notebooks of E0-E7 work with (protocol §6): their entry point `open_experiment`, and the
 analyses that compare runs.
 
-The run plans are kdlib.plans (re-exported here, so `ex.teachers(scale)` reads as before); a plan
+The run plans are kdlib.plans; a plan
 runs through `Experiment.run` (kdlib.runs.run_all); kdlib.tables formats the numbers and
 kdlib.plots draws the histories.
 """
@@ -15,15 +15,12 @@ from pathlib import Path
 import torch
 
 from kdlib import metrics
-from kdlib.checks import check_number, check_str  # noqa: F401  (check_number: the notebooks' parameters)
+from kdlib.checks import check_str
 from kdlib.cache import Run
 from kdlib.config import StudentSpec
 from kdlib.losses import ensemble_logits
 from kdlib.parameters import Parameters
-# The run plans live in kdlib.plans; the notebooks, kdlib.claims and the benchmarks read them from here.
-from kdlib.plans import (MIXUP, all_specs, cka_specs, ensemble_specs, flatten,  # noqa: F401
-                         initialisation_specs, lambda_seed, optimiser_specs, run_seed,  # noqa: F401
-                         self_distillation_specs, teachers, temperature_specs)  # noqa: F401
+from kdlib.plans import flatten
 from kdlib.scales import Scale
 
 

@@ -603,7 +603,7 @@ def test_verdicts_render_as_markdown_and_the_summary_table():
 # A chapter runs only its claims' plans
 
 def test_chapter_e5_reads_only_the_teachers_and_the_temperature_plans():
-    from kdlib import experiments as ex
+    from kdlib import plans
     from kdlib.config import TeacherSpec
     from kdlib.scales import get_scale
 
@@ -621,7 +621,7 @@ def test_chapter_e5_reads_only_the_teachers_and_the_temperature_plans():
         return run
 
     def run(plan):
-        asked.extend(ex.flatten(plan))
+        asked.extend(plans.flatten(plan))
 
         def shaped(p):
             if isinstance(p, dict):
@@ -635,7 +635,7 @@ def test_chapter_e5_reads_only_the_teachers_and_the_temperature_plans():
         y=torch.as_tensor(LABELS))))
     (v,) = claims.chapter(experiment, "E5")
     assert v.id == "e5-temperature" and v.verdict == HOLDS
-    assert set(asked) <= set(ex.teachers(sc)) | set(ex.flatten(ex.temperature_specs(sc)))
+    assert set(asked) <= set(plans.teachers(sc)) | set(plans.flatten(plans.temperature_specs(sc)))
     with pytest.raises(ValueError, match="name must be one of"):
         claims.chapter(experiment, "E9")
 

@@ -8,6 +8,7 @@ from kdlib import plans
 from kdlib.cache import RunCache
 from kdlib.config import StudentSpec, TeacherSpec
 from kdlib.scales import SCALES, get_scale
+from kdlib.checks import check_number
 
 
 @pytest.mark.parametrize("name", list(SCALES))
@@ -103,10 +104,10 @@ def test_open_experiment_rejects_bad_parameters(kwargs, exc, match):
 @pytest.mark.parametrize("value", [2, -0.1, float("nan"), "0.5", True])
 def test_check_number(value):
     with pytest.raises(ValueError, match=r"lam must be a number in \[0, 1\]"):
-        ex.check_number("lam", value, 0, 1)
-    assert ex.check_number("tau", 4, 0, float("inf"), low_open=True) == 4.0
+        check_number("lam", value, 0, 1)
+    assert check_number("tau", 4, 0, float("inf"), low_open=True) == 4.0
     with pytest.raises(ValueError, match=r"tau must be a number in \(0, inf\]"):
-        ex.check_number("tau", 0, 0, float("inf"), low_open=True)
+        check_number("tau", 0, 0, float("inf"), low_open=True)
 
 
 # ---------------------------------------------------------------------------------------------

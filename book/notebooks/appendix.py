@@ -35,6 +35,7 @@ from IPython.display import Markdown
 import kdlib
 from kdlib import claims
 from kdlib import experiments as ex
+from kdlib import plans
 from kdlib import report
 from kdlib.scales import SEED_STRIDE, probe_table
 from kdlib.cache import runs_home
@@ -78,18 +79,18 @@ Markdown(f"""
 # training and evaluation time as recorded in the run cache.
 
 # %%
-plans = {
-    "E0 teachers": ex.teachers(sc),
-    "E1 self-distillation": ex.self_distillation_specs(sc),
-    "E2 ensembles": ex.ensemble_specs(sc),
-    "E3 initialisation": [[ex.teachers(sc, n)[0], ex.initialisation_specs(sc, n)] for n in sc.lambda_norms],
-    "E4 CKA": ex.cka_specs(sc),
-    "E5 temperature": ex.temperature_specs(sc),
-    "E6 optimiser": ex.optimiser_specs(sc),
+chapter_plans = {
+    "E0 teachers": plans.teachers(sc),
+    "E1 self-distillation": plans.self_distillation_specs(sc),
+    "E2 ensembles": plans.ensemble_specs(sc),
+    "E3 initialisation": [[plans.teachers(sc, n)[0], plans.initialisation_specs(sc, n)] for n in sc.lambda_norms],
+    "E4 CKA": plans.cka_specs(sc),
+    "E5 temperature": plans.temperature_specs(sc),
+    "E6 optimiser": plans.optimiser_specs(sc),
 }
 seen, rows = set(), []
-for name, specs in plans.items():
-    runs = ex.flatten(exp.run(specs))
+for name, specs in chapter_plans.items():
+    runs = plans.flatten(exp.run(specs))
     new = list({r.id: r for r in runs if r.id not in seen}.values())
     seen.update(r.id for r in runs)
     rows.append({"experiment": name, "runs used": len({r.id for r in runs}), "new runs": len(new),
@@ -100,7 +101,7 @@ cost.loc["total"] = cost.sum()
 cost.round(2)
 
 # %% tags=["hide-input"]
-all_runs = exp.run(ex.all_specs(sc))
+all_runs = exp.run(plans.all_specs(sc))
 Markdown(f"""
 A run used by several experiments is counted where it first appears. In all, the report at this scale
 rests on {len(seen)} runs and {cost.loc['total', 'train (min)'] + cost.loc['total', 'eval (min)']:.1f} minutes of

@@ -31,11 +31,12 @@ from IPython.display import Markdown
 
 from kdlib import claims
 from kdlib import experiments as ex
+from kdlib import plans
 from kdlib import tables
 from kdlib.reference import PAPER, PAPER_CITE, STUDY
 
 exp = ex.open_experiment(scale, data, device, executor, seed_base)
-teachers = exp.run(ex.teachers(exp.scale))
+teachers = exp.run(plans.teachers(exp.scale))
 
 # %% [markdown]
 # ## The teachers
@@ -100,7 +101,7 @@ images (symmetric KL {tables.fmt(list(pairs['symmetric_kl']), 1, 3)}); the study
 # their own teacher, in the text below.
 
 # %%
-students = exp.run(ex.self_distillation_specs(exp.scale))
+students = exp.run(plans.self_distillation_specs(exp.scale))
 cross = pd.DataFrame([{"student": f"seed {s.spec.seed}", **c} for s in students
                       for c in ex.cross_agreement(s, teachers[1:])]).set_index(["student", "teacher"])
 cross["agreement"] *= 100

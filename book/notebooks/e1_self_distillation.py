@@ -33,13 +33,15 @@ from IPython.display import Markdown
 
 from kdlib import claims
 from kdlib import experiments as ex
+from kdlib import plans
+from kdlib.checks import check_number
 from kdlib import plots, tables
 from kdlib.reference import PAPER, STUDY
 
-tau = ex.check_number("tau", tau, 0, float("inf"), low_open=True)
+tau = check_number("tau", tau, 0, float("inf"), low_open=True)
 exp = ex.open_experiment(scale, data, device, executor, seed_base)
-teachers = exp.run(ex.teachers(exp.scale))
-students = exp.run(ex.self_distillation_specs(exp.scale, tau=tau))
+teachers = exp.run(plans.teachers(exp.scale))
+students = exp.run(plans.self_distillation_specs(exp.scale, tau=tau))
 
 # %% [markdown]
 # ## Generalisation and fidelity

@@ -32,12 +32,13 @@ from IPython.display import Markdown
 
 from kdlib import claims
 from kdlib import experiments as ex
+from kdlib import plans
 from kdlib import tables
 from kdlib.reference import STUDY
 
 exp = ex.open_experiment(scale, data, device, executor, seed_base)
-teachers = exp.run(ex.teachers(exp.scale))
-students = exp.run(ex.ensemble_specs(exp.scale))  # m -> students (seeds)
+teachers = exp.run(plans.teachers(exp.scale))
+students = exp.run(plans.ensemble_specs(exp.scale))  # m -> students (seeds)
 
 # %% [markdown]
 # Per ensemble size, the ensemble's test accuracy and its students' accuracy, agreement with the

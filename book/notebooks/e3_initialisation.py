@@ -41,17 +41,19 @@ from IPython.display import Markdown, display
 
 from kdlib import claims
 from kdlib import experiments as ex
+from kdlib import plans
+from kdlib.checks import check_number
 from kdlib import plots, tables
 from kdlib.reference import PAPER, STUDY
 from kdlib.widgets import figure_slider
 
-lam = ex.check_number("lam", lam, 0, 1)
+lam = check_number("lam", lam, 0, 1)
 exp = ex.open_experiment(scale, data, device, executor, seed_base)
 norms = exp.scale.lambda_norms
 lambdas = list(exp.scale.lambdas)
 NORM_NAME = tables.NORM_NAMES
-teachers = {norm: exp.run(ex.teachers(exp.scale, norm)[:1])[0] for norm in norms}
-runs = {norm: exp.run(ex.initialisation_specs(exp.scale, norm)) for norm in norms}  # norm -> lambda -> seeds
+teachers = {norm: exp.run(plans.teachers(exp.scale, norm)[:1])[0] for norm in norms}
+runs = {norm: exp.run(plans.initialisation_specs(exp.scale, norm)) for norm in norms}  # norm -> lambda -> seeds
 
 # %% [markdown]
 # ## The teacher each model is interpolated towards

@@ -32,12 +32,13 @@ from IPython.display import Markdown
 
 from kdlib import claims
 from kdlib import experiments as ex
+from kdlib import plans
 from kdlib import tables
 from kdlib.reference import ORIGINAL_CODE, PAPER, STUDY
 
 exp = ex.open_experiment(scale, data, device, executor, seed_base)
-teacher = exp.run(ex.teachers(exp.scale)[:1])[0]
-students = exp.run(ex.cka_specs(exp.scale))  # start -> students (seeds)
+teacher = exp.run(plans.teachers(exp.scale)[:1])[0]
+students = exp.run(plans.cka_specs(exp.scale))  # start -> students (seeds)
 floor = ex.untrained_cka(teacher, exp.dataset, exp.device)
 
 # %% [markdown]

@@ -35,15 +35,17 @@ from IPython.display import Markdown, display
 
 from kdlib import claims
 from kdlib import experiments as ex
+from kdlib import plans
+from kdlib.checks import check_number
 from kdlib import tables
 from kdlib.reference import STUDY
 from kdlib.widgets import figure_slider
 
-tau = ex.check_number("tau", tau, 0, float("inf"), low_open=True)
+tau = check_number("tau", tau, 0, float("inf"), low_open=True)
 exp = ex.open_experiment(scale, data, device, executor, seed_base)
-specs = ex.temperature_specs(exp.scale)
+specs = plans.temperature_specs(exp.scale)
 runs = exp.run(specs)  # setting -> students (seeds)
-pool = exp.run(list(specs[ex.MIXUP][0].teachers))
+pool = exp.run(list(specs[plans.MIXUP][0].teachers))
 
 # %% [markdown]
 # Per setting, the students' accuracy, agreement with the ensemble and KL (mean ± std over seeds),
@@ -62,7 +64,7 @@ pd.DataFrame(rows).set_index("setting")
 # %% tags=["hide-input"]
 study = STUDY["e5"]
 Markdown(f"""
-The teacher is an ensemble of {len(pool)} networks with {100 * runs[ex.MIXUP][0].metrics['teacher_test_acc']:.2f} %
+The teacher is an ensemble of {len(pool)} networks with {100 * runs[plans.MIXUP][0].metrics['teacher_test_acc']:.2f} %
 test accuracy. The study (5 teachers, full scale) found agreement rising from {study[(1.0, False)][1]:.2f} % at
 τ = 1 to {study[(4.0, False)][1]:.2f} % at τ = 4, and MixUp lowering the KL ({study[(4.0, False)][2]:.3f} to
 {study[(4.0, True)][2]:.3f}) while leaving agreement where it was ({study[(4.0, True)][1]:.2f} %).
@@ -81,7 +83,7 @@ teacher_logits = ex.ensemble_test_logits(pool)
 n = len(exp.dataset.test)
 picks = [0, n // 3, (2 * n) // 3]
 classes = exp.dataset.classes
-trained = {rs[0].spec.tau: rs for name, rs in runs.items() if name != ex.MIXUP}
+trained = {rs[0].spec.tau: rs for name, rs in runs.items() if name != plans.MIXUP}
 taus = sorted(set(trained) | {1.0, 2.0, 4.0, 8.0})
 top_p = max(float(torch.softmax(teacher_logits[i] / min(taus), dim=-1).max()) for i in picks)
 

@@ -32,12 +32,13 @@ from IPython.display import Markdown
 
 from kdlib import claims
 from kdlib import experiments as ex
+from kdlib import plans
 from kdlib import plots, tables
 from kdlib.reference import PAPER, STUDY
 
 exp = ex.open_experiment(scale, data, device, executor, seed_base)
-teacher = exp.run(ex.teachers(exp.scale)[:1])[0]
-runs = exp.run(ex.optimiser_specs(exp.scale))  # setting -> students (seeds); the first is the baseline
+teacher = exp.run(plans.teachers(exp.scale)[:1])[0]
+runs = exp.run(plans.optimiser_specs(exp.scale))  # setting -> students (seeds); the first is the baseline
 
 # %% [markdown]
 # Agreement with the teacher on test images and on augmented training images (both networks in

@@ -29,6 +29,7 @@ import pandas as pd
 from IPython.display import Markdown
 
 from kdlib import experiments as ex
+from kdlib import plans
 from kdlib import tables
 from kdlib.models import preresnet20
 from kdlib.reference import PAPER, STUDY
@@ -97,7 +98,7 @@ def seed_list(specs):
 
 
 e3_norm = sc.lambda_norms[0]
-e3_specs = ex.initialisation_specs(sc, e3_norm)
+e3_specs = plans.initialisation_specs(sc, e3_norm)
 e3_lam = next(lam for lam in sc.lambdas if lam < 1)
 draw = ("the report's usual draw of seeds" if sc.seed_base == 0 else
         f"draw {sc.seed_base} of seeds (seed_base = {sc.seed_base}: every seed is "
@@ -105,11 +106,11 @@ draw = ("the report's usual draw of seeds" if sc.seed_base == 0 else
 Markdown(f"""
 The cosine schedule steps once per epoch; the last partial batch of each epoch is dropped.
 The runs use {draw}.
-The teacher pool has {sc.n_teachers} members ({seed_list(ex.teachers(sc))}); students use
+The teacher pool has {sc.n_teachers} members ({seed_list(plans.teachers(sc))}); students use
 temperature 4 and no label term (alpha = 0) unless an experiment varies them. Every setting that a
-claim compares has {sc.seeds} students ({seed_list(next(iter(ex.optimiser_specs(sc).values())))}), so that
+claim compares has {sc.seeds} students ({seed_list(next(iter(plans.optimiser_specs(sc).values())))}), so that
 differences can be judged against the spread over seeds; E1 has {sc.self_distill_students}
-({seed_list(ex.self_distillation_specs(sc))}), and E3 {sc.lambda_seeds} per λ below 1, each λ with seeds of
+({seed_list(plans.self_distillation_specs(sc))}), and E3 {sc.lambda_seeds} per λ below 1, each λ with seeds of
 its own ({seed_list(e3_specs[e3_lam])} at λ = {e3_lam:g}).
 The appendix lists the candidate scales that were measured before this one was chosen.
 """)
@@ -126,7 +127,7 @@ pd.DataFrame([
      "this report": " and ".join(tables.NORM_NAMES[n] for n in sc.lambda_norms)
                     + ("" if len(sc.lambda_norms) > 1 else " (both at the paper scale)")},
     {"aspect": "normalisation in E6", "paper": "LayerNorm", "study": "BatchNorm",
-     "this report": tables.NORM_NAMES[next(iter(ex.optimiser_specs(sc).values()))[0].norm]},
+     "this report": tables.NORM_NAMES[next(iter(plans.optimiser_specs(sc).values()))[0].norm]},
     {"aspect": "lambda grid (E3)", "paper": "dense", "study": "0, .25, .375, .5, 1",
      "this report": ", ".join(f"{v:.3g}" for v in sc.lambdas)},
     {"aspect": "NLL", "paper": "true NLL", "study": "~20 (indexing bug)", "this report": "true NLL (fix)"},
