@@ -35,9 +35,9 @@ import traceback
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from benchmarks.bench_train import REPO, default_data, machine, synchronize
+from benchmarks.common import (REPO, default_data, describe_data, load_data, machine, publish, random_logit_cache,
+                               stamp, synchronize, teacher_members, time_cache_build)
 from kdlib import data as kdata
 from kdlib import evaluate as ev
 from kdlib import logit_cache as lcache
@@ -60,32 +60,20 @@ DRY_BATCH = 16  # --dry: batches small enough for its 64-100 training images
 # ---------------------------------------------------------------------------------------------
 # Pieces
 
-def load_data(source: str, dry: bool) -> kdata.Dataset:
-    """The full CIFAR-100 (dry: 1 train and 1 test image per class), or synthetic pixels (dry: 64)."""
-    if source == "synthetic":
-        g = torch.Generator().manual_seed(0)
-        n = 64 if dry else 50_000
-        split = kdata.Split(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
-                            torch.arange(n) % kdata.NUM_CLASSES)
-        test = kdata.Split(split.x[: n // 5], split.y[: n // 5])
-        return kdata.Dataset(train=split, test=test, classes=tuple(map(str, range(kdata.NUM_CLASSES))),
-                             fingerprint="synthetic", spec=kdata.DataSpec(source="synthetic"))
-    if dry:
-        return kdata.load(kdata.DataSpec(source=source, train_per_class=1, test_per_class=1))
-    return kdata.load(PAPER.data_spec(source))
+def paper_data(source: str, dry: bool) -> kdata.Dataset:
+    """The full CIFAR-100 (dry: 1 train and 1 test image per class), or synthetic pixels (dry: 64;
+    the test set their first fifth)."""
+    spec = kdata.DataSpec(source=source, train_per_class=1, test_per_class=1) if dry else PAPER.data_spec(source)
+    n = 64 if dry else 50_000
+    return load_data(spec, synthetic_images=n, synthetic_test_images=n // 5)
 
 
 def members(n: int, device: torch.device, norm: str = "batch") -> list:
-    return [build_model(norm, 100 + i).to(device, memory_format=CHANNELS_LAST).eval() for i in range(n)]
+    return teacher_members(n, device, norm)
 
 
 def random_cache(n_images: int, device: torch.device) -> lcache.LogitCache:
-    g = torch.Generator(device=device).manual_seed(0)
-    logits = torch.empty(n_images, kdata.NUM_VIEWS, kdata.NUM_CLASSES, dtype=lcache.STORAGE_DTYPE, device=device)
-    for i in range(0, n_images, 1000):  # in chunks: no 3 GB float32 temporary
-        z = torch.randn(min(1000, n_images - i), kdata.NUM_VIEWS, kdata.NUM_CLASSES, generator=g, device=device)
-        logits[i:i + 1000] = F.log_softmax(z, dim=-1).to(lcache.STORAGE_DTYPE)
-    return lcache.LogitCache(logits)
+    return random_logit_cache(n_images, device, chunk=1000)  # in chunks: no 3 GB float32 temporary
 
 
 def time_epochs(spec, dataset, device, precision, epochs, *, teacher=None, store=None, compile=False,
@@ -146,12 +134,7 @@ def stage_cache_build(ctx) -> dict:
     padded = kdata.pad(ds.train.x[:n].to(device))
     teacher = Teacher(members(MAX_MEMBERS, device))
     lcache.build(teacher, padded[:64], context=autocast(device, precision))  # warm-up
-    synchronize(device)
-    t0 = time.perf_counter()
-    lcache.build(teacher, padded, context=autocast(device, precision))
-    synchronize(device)
-    seconds = time.perf_counter() - t0
-    rate = n * kdata.NUM_VIEWS * MAX_MEMBERS / seconds
+    seconds, rate = time_cache_build(teacher, padded, MAX_MEMBERS, device, precision)
     return {"images": n, "members": MAX_MEMBERS, "seconds": round(seconds, 2),
             "member_forwards_per_s": round(rate, 1),
             "full_build_seconds_per_member": round(len(ds.train) * kdata.NUM_VIEWS / rate, 1)}
@@ -410,7 +393,7 @@ def main(argv=None) -> int:
     source = args.data or default_data()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    dataset = load_data(source, args.dry)
+    dataset = paper_data(source, args.dry)
     ctx = {"device": device, "precision": precision, "dataset": dataset, "epochs": args.epochs, "dry": args.dry,
            "build_images": args.build_images, "concurrent": args.concurrent, "compile": args.compile,
            "source": source, "results": {}}
@@ -422,8 +405,8 @@ def main(argv=None) -> int:
         return 0
     report = {"benchmark": "benchmarks/bench_paper.py", "format": 1,
               "command": "python -m benchmarks.bench_paper " + " ".join(sys.argv[1:]),
-              "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(device), "precision": precision,
-              "data": dataset.describe() if source != "synthetic" else f"synthetic pixels, {len(dataset.train):,} images",
+              "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **stamp(), "machine": machine(device),
+              "precision": precision, "data": describe_data(dataset),
               "dry": args.dry, "results": ctx["results"], "errors": {}, "stage_seconds": {}}
     for name in args.stages:
         t0 = time.perf_counter()
@@ -437,10 +420,10 @@ def main(argv=None) -> int:
         report["stage_seconds"][name] = round(time.perf_counter() - t0, 1)
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        (out / "paper.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+        publish(report, out / "paper.json")
     if {"epochs", "cache_build", "evaluation"} <= ctx["results"].keys():
         report["extrapolation"] = extrapolate(ctx["results"], len(dataset.train), len(dataset.test))
-    (out / "paper.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    publish(report, out / "paper.json")
     (out / "paper.md").write_text(markdown(report))
     print(markdown(report))
     return 1 if report["errors"] else 0

@@ -32,21 +32,21 @@ or five sharing the stored cache (E2's m = 5 and E5's temperatures share one ens
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import resource
 import statistics
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmarks.common import (default_data, describe_data, machine, publish, random_logit_cache, synchronize,
+                               teacher_members, time_cache_build)
+from benchmarks.common import load_data as load_dataset
 from kdlib import data as kdata
 from kdlib import logit_cache as lcache
 from kdlib import scales
@@ -56,7 +56,6 @@ from kdlib.models import build_model
 from kdlib.device import CHANNELS_LAST, autocast, backend_flags, resolve_device
 from kdlib.train import TrainSet, make_optimizer, train_epoch
 
-REPO = Path(__file__).resolve().parents[1]
 PAPER = scales.get_scale("paper")
 TAU = 4.0
 STUDENT_EPOCHS = PAPER.student.epochs  # 300: what the amortised cache figures assume
@@ -198,11 +197,6 @@ class PeakMemory:
             self.peak = max(self.peak, self.rss())
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 @dataclass
 class Config:
     task: str  # "teacher", "distill-1", "distill-5"
@@ -233,16 +227,13 @@ def make_configs(dataset: kdata.Dataset, device: torch.device, args) -> list[Con
     data = {fmt: TrainSet(train, device, fmt) for fmt in (CHANNELS_LAST, torch.contiguous_format)}
     n_members = max(args.members)
     # Teachers: untrained networks cost the same as trained ones.
-    naive_members = [build_model("batch", 100 + i).to(device).eval() for i in range(n_members)]
-    cl_members = [build_model("batch", 100 + i).to(device, memory_format=CHANNELS_LAST).eval()
-                  for i in range(n_members)]
+    naive_members = teacher_members(n_members, device, memory_format=None)
+    cl_members = teacher_members(n_members, device)
     stores = {}
 
     def random_store(m):  # gathers cost the same whatever they read (module docstring)
         if m not in stores:
-            g = torch.Generator(device=device).manual_seed(m)
-            logits = torch.randn(len(train), kdata.NUM_VIEWS, kdata.NUM_CLASSES, generator=g, device=device)
-            stores[m] = lcache.LogitCache(F.log_softmax(logits, dim=-1).to(lcache.STORAGE_DTYPE))
+            stores[m] = random_logit_cache(len(train), device, seed=m)
         return stores[m]
 
     def naive(task, bs, m):
@@ -303,16 +294,11 @@ class CacheBuild:
     def block(self) -> None:
         if self._state is None:
             padded = kdata.pad(self.dataset.train.x[:self.n_images].to(self.device))
-            teacher = Teacher([build_model("batch", 100 + i).to(self.device, memory_format=CHANNELS_LAST).eval()
-                               for i in range(self.members)])
+            teacher = Teacher(teacher_members(self.members, self.device))
             lcache.build(teacher, padded[:1], context=autocast(self.device, self.precision))  # warm-up
             self._state = padded, teacher
         padded, teacher = self._state
-        synchronize(self.device)
-        t0 = time.perf_counter()
-        lcache.build(teacher, padded, context=autocast(self.device, self.precision))
-        synchronize(self.device)
-        self.samples.append(self.n_images * kdata.NUM_VIEWS * self.members / (time.perf_counter() - t0))
+        self.samples.append(time_cache_build(teacher, padded, self.members, self.device, self.precision)[1])
 
     def report(self) -> dict:
         return {"images": self.n_images, "members": self.members, "precision": self.precision,
@@ -327,44 +313,12 @@ def median_ratio(a: list[float], b: list[float]) -> float:
 # ---------------------------------------------------------------------------------------------
 # The command
 
-def default_data() -> str:
-    """kdlib.data.default_source(), the one rule ($KDLIB_DATA, else the offline copy
-    ../shared/data/cifar100-jpg.tar.gz from the repository root, where `python -m benchmarks...` runs),
-    with synthetic pixels in place of its fallback, torchvision's download. The path stays relative:
-    no machine paths in reports."""
-    source = kdata.default_source()
-    return "synthetic" if source == "torchvision" and not os.environ.get("KDLIB_DATA") else source
-
-
 def load_data(source: str, images: int) -> kdata.Dataset:
+    """`images` class-balanced training images (rounded down to whole classes, at least one per
+    class) and one test image per class; synthetic: that many random ones."""
     per_class = max(1, images // kdata.NUM_CLASSES)
-    if source == "synthetic":  # random pixels: the same cost per image
-        g = torch.Generator().manual_seed(0)
-        n = per_class * kdata.NUM_CLASSES
-        split = kdata.Split(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
-                            torch.arange(n) % kdata.NUM_CLASSES)
-        return kdata.Dataset(train=split, test=split, classes=tuple(map(str, range(kdata.NUM_CLASSES))),
-                             fingerprint="synthetic", spec=kdata.DataSpec(source="synthetic"))
-    return kdata.load(kdata.DataSpec(source=source, train_per_class=per_class, test_per_class=1))
-
-
-def machine(device: torch.device) -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    info = {"device": str(device), "cpu": cpu, "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "platform": platform.platform()}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    try:
-        info["load_average"] = os.getloadavg()
-    except OSError:
-        pass
-    return info
+    return load_dataset(kdata.DataSpec(source=source, train_per_class=per_class, test_per_class=1),
+                        synthetic_images=per_class * kdata.NUM_CLASSES)
 
 
 def parse_args(argv=None):
@@ -459,7 +413,7 @@ def run(args) -> dict:
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine(device),
         "settings": {k: v for k, v in vars(args).items() if k != "json"} | {"precision": "fp32", "tau": TAU},
-        "data": dataset.describe() if source != "synthetic" else f"synthetic pixels, {len(dataset.train):,} images",
+        "data": describe_data(dataset),
         "memory": ("CUDA max_memory_allocated" if device.type == "cuda" else
                    f"peak RSS of the process (CPU; {baseline_rss / 2**20:.0f} MB before the first configuration)"),
         "results": results,
@@ -500,21 +454,11 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def publish(report: dict, text: str, json_path) -> dict:
-    """Print a benchmark's table and write its record as JSON (when a path is given); every
-    benchmark's `main` ends here."""
-    print(text)
-    if json_path:
-        path = Path(json_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=1) + "\n")
-    return report
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     report = run(args)
-    return publish(report, table(report), args.json)
+    print(table(report))
+    return publish(report, args.json)
 
 
 if __name__ == "__main__":

@@ -24,39 +24,26 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
 import torch
 
-import kdlib
+from benchmarks.common import default_data, describe_data, load_data, machine, publish, stamp
 from kdlib import data as kdata
 from kdlib import scales
 from kdlib.cache import RunCache
 from kdlib.config import TeacherSpec
 from kdlib.runs import run_all
 
-from benchmarks.bench_train import REPO, default_data, load_data, machine, publish
-
 SEEDS = (0, 1)
 
 
-def git_commit() -> str | None:
-    """The checkout's commit (git rev-parse HEAD), or None outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = out.stdout.strip() if out.returncode == 0 else ""
-    return commit or None
-
-
 def dataset(source: str, scale: scales.Scale) -> kdata.Dataset:
-    if source == "synthetic":
-        return load_data(source, scale.train_per_class * scale.num_classes)
-    return kdata.load(scale.data_spec(source))
+    """The scale's data; synthetic: as many random images over all 100 classes (at least one each)."""
+    per_class = max(1, scale.train_per_class * scale.num_classes // kdata.NUM_CLASSES)
+    return load_data(scale.data_spec(source), synthetic_images=per_class * kdata.NUM_CLASSES)
 
 
 def specs(scale: scales.Scale, epochs: int) -> list[TeacherSpec]:
@@ -110,9 +97,9 @@ def run(args) -> dict:
         "benchmark": "benchmarks/bench_workers.py", "format": 1,
         "command": "python -m benchmarks.bench_workers " + " ".join(sys.argv[1:]),
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "kdlib": getattr(kdlib, "__version__", None), "git_commit": git_commit(),
+        **stamp(),  # "kdlib", "git_commit" (publish stamps them again, the same)
         "torch": torch.__version__, "cpu_count": cpus, "machine": machine(torch.device("cpu")),
-        "data": data.describe() if source != "synthetic" else f"synthetic pixels, {len(data.train):,} images",
+        "data": describe_data(data),
         "settings": {"scale": scale.name, "epochs": args.epochs, "seeds": list(SEEDS),
                      "batch_size": teachers[0].recipe.batch_size, "device": "cpu"},
         "serial": {"workers": 1, "torch_threads": serial_threads, "seconds": round(serial, 2), "runs": serial_runs},
@@ -164,7 +151,8 @@ def table(report: dict) -> str:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     report = run(args)
-    return publish(report, table(report), args.json)
+    print(table(report))
+    return publish(report, args.json)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import publish, splice
 from kdlib import data as kdata
 from kdlib import metrics
 from kdlib.cache import RunCache
@@ -127,14 +128,9 @@ def main(argv=None) -> int:
     print(probe_rows_markdown(rows))
     record = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                           "torch": torch.__version__}, "rows": rows}
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(record, indent=1) + "\n")
+    publish(record, args.json)  # stamped with kdlib's version and commit
     if args.doc:
-        text = args.doc.read_text()
-        start, end = text.index(DOC_START), text.index(DOC_END)
-        table = probe_rows_markdown(rows)
-        args.doc.write_text(text[:text.index("\n", start) + 1] + table + "\n" + text[end:])
+        args.doc.write_text(splice(args.doc.read_text(), DOC_START, DOC_END, probe_rows_markdown(rows)))
     return 0
 
 

@@ -4,6 +4,7 @@ Smoke tests, not timed tests: the figures they produce here mean nothing (tiny b
 pixels, a shared CPU). docs/speed.md has the measured ones.
 """
 
+import ast
 import json
 import os
 import subprocess
@@ -11,8 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from benchmarks import bench_train
+import kdlib
+from benchmarks import bench_train, common, tables
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--data", "synthetic", "--images", "100", "--rounds", "2", "--steps", "1", "--warmup", "0",
@@ -36,6 +39,13 @@ def _check_bench_report(report: dict, members=(1, 2)):
     assert len(lc["amortised"]) == 2 * len(members)
     assert [t["path"] for t in report["targets"]] == ["kdlib"]  # no 5-teacher row in this run
     assert report["machine"]["torch_threads"] == 1
+    _check_stamp(report)
+
+
+def _check_stamp(record: dict):
+    assert record["kdlib"] == kdlib.__version__
+    commit = record["git_commit"]
+    assert commit is None or (len(commit) == 40 and int(commit, 16) >= 0)
 
 
 def test_bench_train_smoke(tmp_path):
@@ -66,6 +76,7 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     _check_bench_report(json.loads((out / "bench.json").read_text()))
     paper = json.loads((out / "paper.json").read_text())
     assert paper["errors"] == {} and paper["dry"] is True
+    _check_stamp(paper)
     r = paper["results"]
     assert {"teacher", "student, 1 on the fly", "student, 5 on the fly", "student, cache",
             "student, cache, layer norm"} == r["epochs"].keys()
@@ -75,3 +86,54 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     assert x["paper_scale"]["sequential_hours"] > 0 and set(x["one_300_epoch_distillation"]) == {"1 teacher", "5 teachers"}
     summary = (out / "summary.md").read_text()
     assert "Naive pipeline vs kdlib" in summary and "Extrapolated" in summary and "synthetic" in summary
+
+
+def test_publish_stamps_the_record_and_writes_it_atomically(tmp_path):
+    path = tmp_path / "results" / "r.json"
+    record = common.publish({"benchmark": "x", "when": "now"}, path)
+    _check_stamp(record)
+    assert json.loads(path.read_text()) == record and list(record)[:2] == ["benchmark", "when"]  # order kept
+    assert [p.name for p in path.parent.iterdir()] == ["r.json"]  # no temporary left behind
+    assert common.publish({"a": 1})["kdlib"] == kdlib.__version__  # no path: stamped, nothing written
+
+
+def test_benchmarks_import_helpers_from_common_not_from_each_other():
+    """One place per idea: every benchmark takes shared helpers from benchmarks.common (or kdlib)."""
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("benchmarks."):
+                assert node.module == "benchmarks.common", f"{path.name} imports {node.module}"
+            if isinstance(node, ast.FunctionDef) and path.name != "common.py":
+                assert node.name not in {"machine", "git_commit", "default_data", "synchronize", "publish",
+                                         "synthetic_dataset", "random_logit_cache"}, f"{path.name}: {node.name}"
+
+
+def test_synthetic_data_and_random_logit_caches():
+    ds = common.load_data(kdlib.data.DataSpec(source="synthetic"), synthetic_images=250,
+                          synthetic_test_images=50)
+    assert len(ds.train) == 250 and len(ds.test) == 50 and ds.train.y[:3].tolist() == [0, 1, 2]
+    assert common.describe_data(ds) == "synthetic pixels, 250 images"
+    same = common.synthetic_dataset(10)
+    assert same.test is same.train  # bench_train's and bench_workers' synthetic test set: the training set
+    assert bench_train.load_data("synthetic", 250).train.x.shape == (200, 3, 32, 32)  # whole classes
+    whole = common.random_logit_cache(5, torch.device("cpu"), seed=3)
+    chunked = common.random_logit_cache(5, torch.device("cpu"), seed=3, chunk=2)
+    assert whole.logits.shape == chunked.logits.shape == (5, 162, 100)
+    assert whole.logits.dtype == chunked.logits.dtype == torch.float16
+
+
+def test_speed_doc_table_is_generated_from_its_results_json():
+    """docs/speed.md's "Measured" table is what benchmarks/results/ generates: if this fails, the doc
+    or the record changed; run `python -m benchmarks.tables --write` (and reread the prose around it)."""
+    text = tables.SPEED_DOC.read_text()
+    assert tables.MARKER.findall(text) == ["benchmarks/results/cpu-2core-2threads-run2.json"]
+    assert tables.regenerate(text) == text, "docs/speed.md's table is stale: python -m benchmarks.tables --write"
+    assert tables.main([str(tables.SPEED_DOC)]) == 0
+
+
+def test_tables_write_rewrites_a_stale_table(tmp_path):
+    doc = tmp_path / "speed.md"
+    fresh = tables.SPEED_DOC.read_text()
+    doc.write_text(fresh.replace("| 331 | 461 |", "| 300 | 400 |"))
+    assert tables.main([str(doc)]) == 1 and doc.read_text() != fresh
+    assert tables.main([str(doc), "--write"]) == 0 and doc.read_text() == fresh

@@ -1,0 +1,104 @@
+"""The docs' tables of measured figures, generated from the benchmark records in benchmarks/results/.
+
+    python -m benchmarks.tables [--write] [DOC ...]      # default DOC: docs/speed.md
+
+A Markdown file marks each generated table with the record it comes from:
+
+    <!-- table: benchmarks/results/cpu-2core-2threads-run2.json -->
+    | task | naive img/s | ... |
+    <!-- /table -->
+
+Without --write the command prints each table and exits 1 if a file's differs from what its record
+generates (tests/test_benchmarks.py checks docs/speed.md the same way); --write rewrites the marked
+regions in place. Paths in markers are relative to the repository root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from benchmarks.common import REPO, splice
+
+START = "<!-- table: "
+END = "<!-- /table -->"
+MARKER = re.compile(r"^<!-- table: (\S+) -->$", re.M)
+SPEED_DOC = REPO / "docs" / "speed.md"
+
+# bench_train's kdlib paths shown in the speed table (the "kdlib NCHW" and other variants are not).
+SPEED_PATHS = ("kdlib", "kdlib on the fly", "kdlib logit cache")
+
+
+def _task_label(task: str, path: str) -> str:
+    if task == "teacher":
+        return "teacher training"
+    m = int(task.removeprefix("distill-"))
+    how = {"kdlib on the fly": f"teacher{'s' if m > 1 else ''} on the fly", "kdlib logit cache": "logit cache"}
+    return f"{m}-teacher distillation, {how.get(path, path.removeprefix('kdlib '))}"
+
+
+def speed_table(record: dict, paths=SPEED_PATHS) -> str:
+    """docs/speed.md's "Measured" table from a benchmarks.bench_train record: per task and kdlib path,
+    the naive and kdlib images/s (medians over rounds), the median per-round ratio, and the speed
+    target where there is one (its ratio in bold)."""
+    naive = {r["task"]: r for r in record["results"] if r["path"] == "naive"}
+    targets = {(t["task"], t["path"]): t for t in record["targets"]}
+    lines = ["| task | naive img/s | kdlib img/s | kdlib / naive | target |", "|---|---|---|---|---|"]
+    for r in record["results"]:
+        if r["path"] not in paths:
+            continue
+        ratio = f"{r['ratio_vs_naive']:.2f}x"
+        target = targets.get((r["task"], r["path"]))
+        if target:
+            ratio = f"**{ratio}**"
+        goal = f">= {target['target']:g}x: {'met' if target['met'] else 'NOT met'}" if target else ""
+        cells = [_task_label(r["task"], r["path"]), f"{naive[r['task']]['images_per_s']:,.0f}",
+                 f"{r['images_per_s']:,.0f}", ratio, goal]
+        lines.append("|" + "|".join(f" {c} " if c else " " for c in cells) + "|")
+    return "\n".join(lines)
+
+
+RENDERERS = {"benchmarks/bench_train.py": speed_table}  # a record's "benchmark" -> its table
+
+
+def render(record_path: str) -> str:
+    """The table for the record at record_path (relative to the repository root)."""
+    record = json.loads((REPO / record_path).read_text())
+    return RENDERERS[record["benchmark"]](record)
+
+
+def regenerate(text: str) -> str:
+    """The Markdown text with every marked table generated afresh from its record."""
+    for record_path in MARKER.findall(text):
+        text = splice(text, f"{START}{record_path} -->", END, render(record_path))
+    return text
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.tables", description=__doc__.splitlines()[0])
+    p.add_argument("docs", nargs="*", type=Path, default=[SPEED_DOC], help="Markdown files (default docs/speed.md)")
+    p.add_argument("--write", action="store_true", help="rewrite the marked tables in place")
+    args = p.parse_args(argv)
+    stale = []
+    for doc in args.docs:
+        text = doc.read_text()
+        fresh = regenerate(text)
+        for record_path in MARKER.findall(text):
+            print(f"{doc}: {record_path}\n{render(record_path)}\n")
+        if fresh != text:
+            if args.write:
+                doc.write_text(fresh)
+                print(f"{doc}: rewritten", file=sys.stderr)
+            else:
+                stale.append(str(doc))
+    if stale:
+        print(f"stale tables in {', '.join(stale)}: run python -m benchmarks.tables --write", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
