@@ -9,7 +9,7 @@ KL / CKA on a 10k-example test set lose digits in float32.
 import torch
 import torch.nn.functional as F
 
-__all__ = ["accuracy", "nll", "ece", "agreement", "kl", "kl_per_example", "symmetric_kl", "linear_cka"]
+__all__ = ["accuracy", "nll", "ece", "reliability", "agreement", "kl", "kl_per_example", "symmetric_kl", "linear_cka"]
 
 
 # --------------------------------------------------------------------------- input checks
@@ -67,8 +67,9 @@ def nll(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return -log_probs.gather(1, labels[:, None]).mean().item()
 
 
-def ece(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 10) -> float:
-    """Expected calibration error, sum_b n_b/N |acc_b - conf_b| (protocol §5).
+def reliability(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 10) -> dict[str, torch.Tensor]:
+    """Per confidence bin: how many examples, the sum of their max probabilities and of their
+    correctness, float64 (n_bins,) each (a reliability diagram plots sums / count; protocol §5).
 
     Equal-width bins over the max probability, each bin (lo, hi]: a confidence exactly 0.1 lands
     in the first bin, as in Guo et al. (2017).
@@ -82,11 +83,16 @@ def ece(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 10) -> float:
     # i such that edge[i-1] < conf <= edge[i], which is the (lo, hi] convention.
     edges = torch.arange(1, n_bins, dtype=torch.float64, device=conf.device) / n_bins
     bins = torch.bucketize(conf, edges, right=False)  # (N,) in [0, n_bins - 1]
-    count = torch.bincount(bins, minlength=n_bins).double()
-    conf_sum = torch.bincount(bins, weights=conf, minlength=n_bins)
-    acc_sum = torch.bincount(bins, weights=correct, minlength=n_bins)
+    return {"count": torch.bincount(bins, minlength=n_bins).double(),
+            "confidence": torch.bincount(bins, weights=conf, minlength=n_bins),
+            "correct": torch.bincount(bins, weights=correct, minlength=n_bins)}
+
+
+def ece(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 10) -> float:
+    """Expected calibration error, sum_b n_b/N |acc_b - conf_b| over `reliability`'s bins (protocol §5)."""
+    bins = reliability(logits, labels, n_bins)
     # n_b/N * |acc_b - conf_b| = |sum_acc_b - sum_conf_b| / N; empty bins contribute 0.
-    return ((acc_sum - conf_sum).abs().sum() / conf.shape[0]).item()
+    return ((bins["correct"] - bins["confidence"]).abs().sum() / logits.shape[0]).item()
 
 
 # --------------------------------------------------------------------------- teacher vs student

@@ -160,6 +160,41 @@ class Interval:
                 "units": dict(self.units), "confidence": CONFIDENCE}
 
 
+@dataclass(frozen=True)
+class CorrelationInterval(Interval):
+    """A rank correlation over n units with its interval on Fisher's z scale (protocol §9, B1).
+
+    estimate: Spearman's rho; se: the standard error of atanh(rho), Bonett and Wright's
+    sqrt((1 + rho^2 / 2) / (n - 3)). The bounds are tanh(atanh(rho) -/+ z * se): inside [-1, 1],
+    and [-1, 1] itself when n <= 3 (nothing measured)."""
+
+    def bounds(self, confidence: float = CONFIDENCE) -> tuple[float, float]:
+        if not (math.isfinite(self.se) and math.isfinite(self.estimate)):
+            return -1.0, 1.0
+        z = math.atanh(min(max(self.estimate, -1 + 1e-12), 1 - 1e-12))
+        q = _sp.norm.ppf(0.5 + confidence / 2)
+        return math.tanh(z - q * self.se), math.tanh(z + q * self.se)
+
+    def half_width(self, confidence: float = CONFIDENCE) -> float:
+        low, high = self.bounds(confidence)
+        return (high - low) / 2
+
+
+def rank_correlation(x: Sequence[float], y: Sequence[float]) -> CorrelationInterval:
+    """Spearman's correlation of paired values, one pair per unit, with its Fisher-z interval
+    (`CorrelationInterval`; coverage proved in tests/test_stats.py)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"x and y must be 1-d and of one length, got shapes {x.shape} and {y.shape}")
+    n = len(x)
+    units = {"units": n}
+    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return CorrelationInterval(math.nan, math.inf, math.nan, units=units)
+    rho = float(_sp.spearmanr(x, y)[0])
+    se = math.sqrt((1 + rho * rho / 2) / (n - 3)) if n > 3 else math.inf
+    return CorrelationInterval(rho, se, n - 3, units=units)
+
+
 def finite(x: float) -> float | None:
     """x, or None when it is infinite or NaN (JSON has neither)."""
     return float(x) if x is not None and math.isfinite(x) else None
@@ -321,7 +356,9 @@ def describe(groups: Mapping[str, Group]) -> dict:
 
 
 def noise_text(model: dict) -> str:
-    """The noise model in words, for a claim's 'judged against' line."""
+    """The noise model in words, for a claim's 'judged against' line (a `model` entry says it whole)."""
+    if "model" in model:
+        return f"{int(100 * CONFIDENCE)} % {model['model']}"
     blocks = model["units"]
     seeds = ", ".join(f"{b.removeprefix('group ')}: {u}" for b, u in blocks.items())
     parts = [f"seeds ({seeds} unit{'s' if sum(blocks.values()) != 1 else ''})" if blocks else "no seeds"]

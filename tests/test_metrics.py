@@ -9,7 +9,7 @@ import torch
 from torch.testing import assert_close
 
 from kdlib import metrics
-from kdlib.metrics import accuracy, agreement, ece, kl, linear_cka, nll, symmetric_kl
+from kdlib.metrics import accuracy, agreement, ece, kl, linear_cka, nll, reliability, symmetric_kl
 
 SHAPES = [(1, 2), (7, 3), (64, 10), (257, 100)]  # (N, C), incl. sizes not divisible by a batch
 SEEDS = [0, 1, 2]
@@ -173,6 +173,22 @@ def test_ece_is_zero_when_perfectly_calibrated():
 def test_ece_of_overconfident_wrong_predictions_equals_confidence():
     logits = 100.0 * _one_hot(torch.tensor([1, 1, 1]), 3)
     assert_close(ece(logits, torch.tensor([0, 2, 0])), 1.0)
+
+
+def test_reliability_bins_count_every_example_once_and_give_the_ece():
+    # Ten at confidence 0.7 (seven right) and the two of the bin-edge test: bins (0.4, 0.5], (0.5, 0.6], (0.6, 0.7].
+    logits = torch.cat([torch.tensor([[np.log(0.7), np.log(0.3)]] * 10, dtype=torch.float64),
+                        torch.tensor([[0.0, 0.0], [0.0, np.log(0.55 / 0.45)]], dtype=torch.float64)])
+    labels = torch.tensor([0] * 7 + [1] * 3 + [0, 0])
+    bins = reliability(logits, labels)
+    assert bins["count"].tolist() == [0, 0, 0, 0, 1, 1, 10, 0, 0, 0]
+    assert_close(bins["correct"][6].item(), 7.0)
+    assert_close(bins["confidence"][6].item(), 7.0)
+    assert bins["correct"][4].item() == 1.0 and bins["correct"][5].item() == 0.0
+    gaps = (bins["correct"] - bins["confidence"]).abs().sum().item() / 12
+    assert_close(ece(logits, labels), gaps)
+    with pytest.raises(ValueError, match="n_bins"):
+        reliability(logits, labels, 0)
 
 
 # --------------------------------------------------------------------------- KL properties

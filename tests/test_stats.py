@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from kdlib.claims.rules import rise_width, window_share
-from kdlib.stats import Group, Interval, describe, estimate, noise_text, t_interval
+from kdlib.stats import Group, Interval, describe, estimate, noise_text, rank_correlation, t_interval
 
 SIMS = int(__import__("os").environ.get("KDLIB_SIMS", 2000))
 rng = np.random.default_rng(20211206)
@@ -244,3 +244,28 @@ def test_window_share_reads_the_window_off_any_grid():
     assert window_share(((g >= 0.3) * 1.0)[:, None], g)[0] == pytest.approx(1.0)  # a jump inside the window
     with pytest.raises(ValueError, match="outside the grid"):
         window_share(np.zeros((3, 1)), [0, 0.1, 0.2])
+
+
+@pytest.mark.parametrize("n", [12, 37, 100])
+@pytest.mark.parametrize("rho", [0.0, 0.5, 0.8])
+def test_coverage_of_a_rank_correlation(n, rho):
+    """B1 (protocol §9): Spearman's rho over n students with its Fisher-z interval (Bonett and Wright's
+    standard error), at the reduced scale's 37 students, fewer and more. Pairs are bivariate normal
+    with Pearson correlation `rho`; the truth is their Spearman correlation, (6 / pi) asin(rho / 2)."""
+    truth = 6 / math.pi * math.asin(rho / 2)
+    hits = 0
+    for _ in range(SIMS):
+        x, y = rng.multivariate_normal([0, 0], [[1, rho], [rho, 1]], n).T
+        hits += rank_correlation(x, y).position(truth) == "within"
+    assert 0.93 <= hits / SIMS <= 0.97, hits / SIMS
+
+
+def test_a_rank_correlation_of_too_few_or_constant_values_says_nothing():
+    for x, y in (([1.0, 2.0], [2.0, 1.0]), ([1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0])):
+        iv = rank_correlation(x, y)
+        assert iv.bounds() == (-1.0, 1.0) and iv.position(0.5) == "within"
+        assert json.loads(json.dumps(iv.to_json(), allow_nan=False))["interval"] == [-1.0, 1.0]
+    iv = rank_correlation(np.arange(40.0), np.arange(40.0) ** 3)  # monotone: rho = 1, bounds inside [-1, 1]
+    assert iv.estimate == pytest.approx(1.0) and iv.low <= 1.0 and iv.high <= 1.0
+    with pytest.raises(ValueError, match="x and y"):
+        rank_correlation([1.0, 2.0, 3.0], [1.0, 2.0])

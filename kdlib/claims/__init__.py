@@ -6,10 +6,11 @@
   inconclusive);
 - `kdlib.claims.evidence`: what a claim reads from runs, as groups for the noise model (kdlib.stats);
 - `kdlib.claims.paper`: the eight claims, one function each;
+- `kdlib.claims.beyond`: three questions the study left open (protocol §9), judged the same way;
 - `kdlib.claims.text`: their sentences and tables.
 
 `collect(experiment)` gathers the runs every claim reads (`ClaimRuns`), `evaluate(runs)` judges
-all eight; `chapter(experiment, "E5")` gives one chapter's, from that chapter's runs only. The E7 chapter prints the table, and the
+all eight, `questions(runs)` the three questions beyond the paper; `chapter(experiment, "E5")` gives one chapter's, from that chapter's runs only. The E7 chapter prints the table, and the
 command line reproduces it from the run cache without training anything.
 """
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats as _sp
 
+from kdlib.claims import beyond as _beyond
 from kdlib.claims.evidence import rise_over_last_fifth
 from kdlib.claims.paper import (Verdict, beyond_independent, cka_not_agreement, ensemble_size, far_from_faithful,
                                 optimiser_and_length, sharp_transition, student_accuracy, temperature_and_mixup)
@@ -30,7 +32,7 @@ from kdlib.claims.text import markdown, summary_table
 from kdlib.tables import NORM_NAMES
 
 __all__ = ["ClaimRuns", "FAILS", "HOLDS", "INCONCLUSIVE", "NORM_NAMES", "Part", "VERDICTS", "Verdict", "chapter",
-           "collect", "combine", "deciding_runs", "evaluate", "markdown", "power", "power_table", "regime",
+           "collect", "combine", "deciding_runs", "evaluate", "markdown", "power", "power_table", "questions", "regime",
            "summary_table", "main"]
 
 
@@ -73,6 +75,20 @@ CLAIMS = (
 )
 
 
+EVERY_FIELD = ("teachers", "self_distilled", "ensembles", "lambda_teachers", "lambdas", "cka", "temperatures", "mixup",
+               "optimisers")
+
+# The questions beyond the paper (protocol §9), in the same form: B1 reads every student the report trains.
+BEYOND = (
+    ("b1-fidelity-generalisation", ("B1",), EVERY_FIELD,
+     lambda r: _beyond.fidelity_and_generalisation(_beyond.students_with_teachers(r), r.labels)),
+    ("b2-calibration", ("B2",), ("teachers", "ensembles"),
+     lambda r: _beyond.calibration_transfer(r.ensembles, r.teachers, r.labels)),
+    ("b3-where-they-disagree", ("B3",), ("teachers", "self_distilled"),
+     lambda r: _beyond.where_they_disagree(r.teachers[0], r.self_distilled, r.teachers)),
+)
+
+
 def _high(runs: ClaimRuns) -> float:
     return 4.0 if 4.0 in runs.temperatures else max(runs.temperatures)
 
@@ -82,14 +98,21 @@ def evaluate(runs: ClaimRuns, experiment: str | None = None) -> list[Verdict]:
     return [judge(runs) for _, experiments, _, judge in CLAIMS if experiment is None or experiment in experiments]
 
 
+def questions(runs: ClaimRuns, question: str | None = None) -> list[Verdict]:
+    """The verdicts on the questions beyond the paper (protocol §9): all three, or one ("B2")."""
+    return [judge(runs) for _, names, _, judge in BEYOND if question is None or question in names]
+
+
 def chapter(experiment, name: str) -> list[Verdict]:
-    """The verdicts a chapter ends with: the claims of experiment `name` ("E1"), on the runs that
-    chapter has (`experiment`: a kdlib.experiments.Experiment; nothing outside those claims' plans
-    is run)."""
-    fields = {f for _, experiments, needs, _ in CLAIMS if name in experiments for f in needs}
-    if not fields:
-        raise ValueError(f"name must be one of {sorted({e for _, es, _, _ in CLAIMS for e in es})}, got {name!r}")
-    return evaluate(collect(experiment, fields), name)
+    """The verdicts a chapter ends with: the claims of experiment `name` ("E1", or "B1" for a
+    question beyond the paper), on the runs that chapter has (`experiment`: a
+    kdlib.experiments.Experiment; nothing outside those claims' plans is run)."""
+    for table, judge in ((CLAIMS, evaluate), (BEYOND, questions)):
+        fields = {f for _, names, needs, _ in table if name in names for f in needs}
+        if fields:
+            return judge(collect(experiment, fields), name)
+    known = sorted({e for table in (CLAIMS, BEYOND) for _, es, _, _ in table for e in es})
+    raise ValueError(f"name must be one of {known}, got {name!r}")
 
 
 def collect(experiment, fields=None) -> ClaimRuns:

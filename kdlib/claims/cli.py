@@ -26,6 +26,17 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def show(verdicts) -> None:
+    """Each verdict, its parts and why, as the command prints them."""
+    for v in verdicts:
+        print(f"[{v.verdict}] {v.experiment}: {v.claim}" + (f" (speaks of {v.scope})" if v.scope else ""))
+        for p in v.parts:
+            print(f"    {p.verdict:>13}: {p.name}: {p.text()}; boundary {p.boundary:g}, claimed {p.claimed}; "
+                  f"{p.noise_text}")
+        if v.why:
+            print(f"    why: {v.why}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from kdlib import claims
     from kdlib import experiments as ex
@@ -34,24 +45,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         exp = ex.open_experiment(args.scale, args.data, args.device, seed_base=args.seed_base, train=False)
-        verdicts = claims.evaluate(claims.collect(exp))
+        runs = claims.collect(exp)
+        verdicts, questions = claims.evaluate(runs), claims.questions(runs)
     except (ValueError, FileNotFoundError) as e:
         parser().error(str(e))
     except MissingRunsError as e:
         print(f"kdlib.claims: {e}", file=sys.stderr)
         return 1
-    for v in verdicts:
-        print(f"[{v.verdict}] {v.experiment}: {v.claim}" + (f" (speaks of {v.scope})" if v.scope else ""))
-        for p in v.parts:
-            print(f"    {p.verdict:>13}: {p.name}: {p.text()}; boundary {p.boundary:g}, claimed {p.claimed}; "
-                  f"{p.noise_text}")
-        if v.why:
-            print(f"    why: {v.why}")
-    held = sum(v.verdict == claims.HOLDS for v in verdicts)
-    print(f"\n{held} of {len(verdicts)} claims hold at the {args.scale!r} scale.")
+    show(verdicts)
+    print("\nBeyond the paper (protocol §9: questions the study left open; our verdicts, not the paper's):")
+    show(questions)
+    held = [sum(v.verdict == claims.HOLDS for v in vs) for vs in (verdicts, questions)]
+    print(f"\n{held[0]} of {len(verdicts)} claims hold at the {args.scale!r} scale; beyond the paper, "
+          f"{held[1]} of {len(questions)}.")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         record = {"scale": args.scale, "seed_base": args.seed_base, "data": exp.dataset.describe(),
-                  "claims": [v.to_json() for v in verdicts]}
+                  "claims": [v.to_json() for v in verdicts], "beyond": [v.to_json() for v in questions]}
         args.json.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
     return 0
