@@ -57,12 +57,16 @@ class Group:
         draw (students of one seed in two settings, or two metrics of the same runs). None: a block
         of its own. Every group of a block has the same unit labels, each with as many runs.
     fixed: not a sample of seeds (the teacher a claim speaks of): only its images are noise.
+    images: the set of images its per-image values are on (None: the one set every group shares).
+        Groups on different sets (the test images of 5 and of 20 classes) have independent image
+        noise: each set's part is estimated from its own groups, and the parts add.
     """
 
     values: np.ndarray
     units: tuple[Hashable, ...] | None = None
     block: str | None = None
     fixed: bool = False
+    images: str | None = None
 
     def __post_init__(self):
         v = np.asarray(self.values, dtype=np.float64)
@@ -214,14 +218,13 @@ def estimate(groups: Mapping[str, Group], statistic: Callable[[dict[str, np.ndar
 
     statistic: maps {group name: (R,) array of that group's mean} to an (R,) array, for R points at
         once (the measured means and the perturbed ones of the numerical gradient).
-    Every per-image group must cover the same images, in the same order.
+    Every per-image group of one image set (`Group.images`) must cover the same images, in the same
+    order; the sets' image parts add.
     """
     if not groups:
         raise ValueError("groups must hold at least one group of runs")
     names = list(groups)
-    sizes = {g.values.shape[1] for g in groups.values() if g.per_image}
-    if len(sizes) > 1:
-        raise ValueError(f"per-image groups must cover the same images; got sizes {sorted(sizes)}")
+    sets = _image_sets(groups)
     blocks = _blocks(groups)
 
     means = np.array([groups[n].values.mean() for n in names])
@@ -242,21 +245,23 @@ def estimate(groups: Mapping[str, Group], statistic: Callable[[dict[str, np.ndar
             continue
         seed_parts.append((np.var(w, ddof=1) / u if u > 1 else math.inf, u - 1))
 
-    image_var, image_df = 0.0, 0
-    if sizes:
-        n_images = sizes.pop()
-        q = sum(g[n] * groups[n].values.mean(0) for n in names if groups[n].per_image)
+    image_parts = []
+    for members in sets.values():
+        n_images = groups[members[0]].values.shape[1]
+        if n_images < 2:
+            continue
+        q = sum(g[n] * groups[n].values.mean(0) for n in members)
         # Var_i(q) holds the images' part plus the interaction averaged over each block's units, which
         # the seed part already counts: that share is taken out.
-        spread, counted = float(np.var(q, ddof=1)) if n_images > 1 else 0.0, 0.0
-        for members in blocks.values():
-            x = sum(g[n] * groups[n].unit_means() for n in members if groups[n].per_image)
-            if isinstance(x, np.ndarray) and x.shape[0] > 1 and n_images > 1:
-                share = _residual_variance(x) / x.shape[0]
-                counted += share
-        if n_images > 1 and spread > counted:
-            image_var = (spread - counted) / n_images
-            image_df = n_images - 1
+        spread, counted = float(np.var(q, ddof=1)), 0.0
+        for block_members in blocks.values():
+            x = sum(g[n] * groups[n].unit_means() for n in block_members if n in members)
+            if isinstance(x, np.ndarray) and x.shape[0] > 1:
+                counted += _residual_variance(x) / x.shape[0]
+        if spread > counted:
+            image_parts.append(((spread - counted) / n_images, n_images - 1))
+    image_var = sum(v for v, _ in image_parts)
+    image_df = _satterthwaite(image_parts) if image_parts else 0
 
     seeds = sum(v for v, _ in seed_parts)
     total = seeds + image_var
@@ -269,6 +274,21 @@ def estimate(groups: Mapping[str, Group], statistic: Callable[[dict[str, np.ndar
     pieces = tuple(p for p in ((seeds, seed_df), (image_var, image_df)) if p[0] > 0)
     df = _satterthwaite(pieces)
     return Interval(value, math.sqrt(total), df, seeds, image_var, units, pieces)
+
+
+def _image_sets(groups: Mapping[str, Group]) -> dict[str | None, list[str]]:
+    """Image set -> the names of its per-image groups, each set's groups covering the same images."""
+    sets: dict[str | None, list[str]] = {}
+    for name, g in groups.items():
+        if g.per_image:
+            sets.setdefault(g.images, []).append(name)
+    for key, members in sets.items():
+        sizes = sorted({groups[n].values.shape[1] for n in members})
+        if len(sizes) > 1:
+            which = "per-image groups" if key is None else f"per-image groups of image set {key!r}"
+            raise ValueError(f"{which} must cover the same images; got sizes {sizes} (name groups on other "
+                             "images with Group(images=...))")
+    return sets
 
 
 def _satterthwaite(pieces: Sequence[tuple[float, float]]) -> float:
@@ -346,13 +366,17 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple
 
 
 def describe(groups: Mapping[str, Group]) -> dict:
-    """What the noise model used for `groups`: units per block, images, and which groups were fixed."""
-    images = {g.values.shape[1] for g in groups.values() if g.per_image}
+    """What the noise model used for `groups`: units per block, images (summed over image sets, with
+    `image_sets` when there are several), and which groups were fixed."""
+    sets = {k: groups[m[0]].values.shape[1] for k, m in _image_sets(groups).items()}
     blocks = _blocks(groups)
-    return {"units": {b: len(groups[m[0]].labels) for b, m in blocks.items()},
-            "runs_per_unit": {b: groups[m[0]].runs // len(groups[m[0]].labels) for b, m in blocks.items()},
-            "images": images.pop() if images else 0,
-            "fixed": [n for n, g in groups.items() if g.fixed]}
+    out = {"units": {b: len(groups[m[0]].labels) for b, m in blocks.items()},
+           "runs_per_unit": {b: groups[m[0]].runs // len(groups[m[0]].labels) for b, m in blocks.items()},
+           "images": sum(sets.values()),
+           "fixed": [n for n, g in groups.items() if g.fixed]}
+    if len(sets) > 1:
+        out["image_sets"] = {str(k): n for k, n in sets.items()}
+    return out
 
 
 def noise_text(model: dict) -> str:

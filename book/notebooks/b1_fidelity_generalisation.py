@@ -10,7 +10,6 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
 # # B1 · Does matching the teacher make a better student?
 #
