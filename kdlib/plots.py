@@ -1,5 +1,5 @@
 """Figures the chapters share: a run's metric over the epochs of its training (E1, E3, E6), a
-reliability diagram (B2) and a page of test images with two networks' top classes (B3)."""
+reliability diagram (B5) and a page of test images with two networks' top classes (B6)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def reliability_diagram(ax, logits, labels, label: str, color: str, n_bins: int 
 
 def image_page(images, rows: list[dict], classes, title: str = ""):
     """A figure of test images, one column each, with two networks' top-3 classes and probabilities
-    under each image (B3's gallery).
+    under each image (B6's gallery).
 
     images: uint8 (k, 3, H, W); rows: per image {"label": int, "nets": [(name, probs (C,)), ...]}
     (two nets: the teacher and the student); classes: the label names."""

@@ -166,7 +166,7 @@ class Interval:
 
 @dataclass(frozen=True)
 class CorrelationInterval(Interval):
-    """A rank correlation over n units with its interval on Fisher's z scale (protocol §9, B1).
+    """A rank correlation over n units with its interval on Fisher's z scale (protocol §9, B4).
 
     estimate: Spearman's rho; se: the standard error of atanh(rho), Bonett and Wright's
     sqrt((1 + rho^2 / 2) / (n - 3)). The bounds are tanh(atanh(rho) -/+ z * se): inside [-1, 1],

@@ -4,7 +4,7 @@ hold, and is inconclusive.
 The fake runs are tests/test_claims.py's: predictions built image by image, logits with `test_scale`
 on the predicted class (so a run's confidence, and with its accuracy its ECE, is known exactly).
 Each case goes through the claim function and through `claims.questions(ClaimRuns(...), question)`,
-the path the report takes, with a ClaimRuns that holds the fields the question reads (B1: all).
+the path the report takes, with a ClaimRuns that holds the fields the question reads (B4: all).
 """
 
 import json
@@ -42,7 +42,7 @@ def case(question, expected):
     return register
 
 
-# B1. Rank correlation of agreement with the own teacher and accuracy gained over it, below 0.5
+# B4. Rank correlation of agreement with the own teacher and accuracy gained over it, below 0.5
 
 B1_TEACHER = np.where(np.arange(N) < N // 2, LABELS, (LABELS + 1) % C)  # right on the first half only
 
@@ -64,32 +64,32 @@ def b1_case(agree_gain):
                   lambda_teachers={"layer": teacher}, lambdas={"layer": {0.0: s[2::9], 0.5: s[3::9]}},
                   cka={"random": s[4::9]}, temperatures={4.0: s[5::9]}, mixup=s[6::9],
                   optimisers={"SGD": s[7::9], "adam": s[8::9]})
-    return fidelity_and_generalisation([(x, [teacher]) for x in s], LABELS), beyond_runs("B1", 1, **fields)
+    return fidelity_and_generalisation([(x, [teacher]) for x in s], LABELS), beyond_runs("B4", 1, **fields)
 
 
 AGREE = [0.60 + 0.02 * i for i in range(12)]
 
 
-@case("B1", HOLDS)
+@case("B4", HOLDS)
 def _():  # the closer a student matches, the less it gains (two neighbours swapped): rho = -0.99
     gains = [0.25 - 0.02 * i for i in (0, 1, 2, 4, 3, 5, 6, 7, 8, 9, 11, 10)]
     return b1_case(list(zip(AGREE, gains)))
 
 
-@case("B1", FAILS)
+@case("B4", FAILS)
 def _():  # gain rises with agreement but two neighbours swapped: rho = 0.99, interval above 0.5
     gains = [0.01 * i for i in (0, 1, 3, 2, 4, 5, 6, 8, 7, 9, 10, 11)]
     return b1_case(list(zip(AGREE, gains)))
 
 
-@case("B1", INCONCLUSIVE)
+@case("B4", INCONCLUSIVE)
 def _():  # five students, a loose relation (rho = 0.1): Fisher's z interval spans -0.86 to 0.90
     return b1_case([(0.60, 0.02), (0.65, 0.05), (0.70, 0.01), (0.75, 0.04), (0.80, 0.03)])
 
 
-# B2. Slope of the students' ECE on their teachers' across ensemble sizes, below 0.5
+# B5. Slope of the students' ECE on their teachers' across ensemble sizes, below 0.5
 
-B2_PRED = copy_on(LABELS, 0.6)  # 64 % right (a tenth of the other 40 % is label 9), for every run of B2
+B2_PRED = copy_on(LABELS, 0.6)  # 64 % right (a tenth of the other 40 % is label 9), for every run of B5
 SIZES = (1, 2, 3)
 
 
@@ -105,25 +105,25 @@ def b2_case(slopes):
     pool = [FakeRun(B2_PRED, seed=i, test_scale=4.0 if i == 0 else math.log(11)) for i in range(3)]
     teacher = {m: metrics.ece(teacher_logits(pool[:m]), torch.as_tensor(LABELS)) for m in SIZES}
     by_size = {m: [confident(0.05 + k * teacher[m], s) for s, k in enumerate(slopes)] for m in SIZES}
-    return calibration_transfer(by_size, pool, LABELS), beyond_runs("B2", teachers=pool, ensembles=by_size)
+    return calibration_transfer(by_size, pool, LABELS), beyond_runs("B5", teachers=pool, ensembles=by_size)
 
 
-@case("B2", HOLDS)
+@case("B5", HOLDS)
 def _():  # a tenth of the teacher's change reaches the students, seeds within 0.02 of it
     return b2_case((0.08, 0.10, 0.12))
 
 
-@case("B2", FAILS)
+@case("B5", FAILS)
 def _():  # the students' ECE follows the teacher's whole: slope 1
     return b2_case((0.95, 1.00, 1.05))
 
 
-@case("B2", INCONCLUSIVE)
+@case("B5", INCONCLUSIVE)
 def _():  # slope 0.5 on average, but 0.1, 0.5 and 0.9 seed by seed
     return b2_case((0.10, 0.50, 0.90))
 
 
-# B3. Share of a student's disagreements with teacher 0 on images where teachers disagree, above 0.5
+# B6. Share of a student's disagreements with teacher 0 on images where teachers disagree, above 0.5
 # teacher_pool(): teacher 0 and both others disagree on images 1600-1999, one of them on 0-399 and
 # 1200-1599 (contested 0.5), neither on 400-1199.
 
@@ -131,20 +131,20 @@ def b3_case(starts):
     """Seed s disagrees with teacher 0 on the 300 images from starts[s] on."""
     pool = teacher_pool()
     studs = [FakeRun(copy_on(TEACHER, 0.85, other=3, offset=x + 300), seed=s) for s, x in enumerate(starts)]
-    return where_they_disagree(pool[0], studs, pool), beyond_runs("B3", teachers=pool, self_distilled=studs)
+    return where_they_disagree(pool[0], studs, pool), beyond_runs("B6", teachers=pool, self_distilled=studs)
 
 
-@case("B3", HOLDS)
+@case("B6", HOLDS)
 def _():  # disagreements on images 1500-1900: shares 0.83 to 1
     return b3_case((1500, 1550, 1600))
 
 
-@case("B3", FAILS)
+@case("B6", FAILS)
 def _():  # disagreements mostly on images 450-1199, which every teacher labels alike: shares 0 to 0.08
     return b3_case((450, 600, 950))
 
 
-@case("B3", INCONCLUSIVE)
+@case("B6", INCONCLUSIVE)
 def _():  # one seed on contested images, one on settled ones, one in between: shares 1, 0, 0.5
     return b3_case((1650, 600, 50))
 
@@ -164,9 +164,9 @@ def test_every_question_holds_fails_and_is_inconclusive_directly_and_through_que
 
 
 def test_questions_gives_the_three_in_order():
-    assert [names for _, names, _, _ in claims.BEYOND] == [("B1",), ("B2",), ("B3",)]
-    _, runs = CASES[("B1", HOLDS)]()
-    assert [v.experiment for v in claims.questions(runs)] == ["B1", "B2", "B3"]
+    assert [names for _, names, _, _ in claims.BEYOND] == [("B4",), ("B5",), ("B6",)]
+    _, runs = CASES[("B4", HOLDS)]()
+    assert [v.experiment for v in claims.questions(runs)] == ["B4", "B5", "B6"]
 
 
 def test_students_with_teachers_lists_each_student_once_with_its_teachers():
@@ -217,4 +217,4 @@ def test_every_beyond_verdict_serialises_as_strict_json():
 def test_chapter_names_the_questions_beyond_the_paper_among_the_allowed():
     with pytest.raises(ValueError, match="name must be one of") as e:
         claims.chapter(None, "B9")
-    assert all(f"'{q}'" in str(e.value) for q in ("B1", "B2", "B3", "E1"))
+    assert all(f"'{q}'" in str(e.value) for q in ("B4", "B5", "B6", "E1"))

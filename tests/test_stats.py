@@ -249,7 +249,7 @@ def test_window_share_reads_the_window_off_any_grid():
 @pytest.mark.parametrize("n", [20, 37, 100])
 @pytest.mark.parametrize("rho", [0.0, 0.5, 0.8])
 def test_coverage_of_a_rank_correlation(n, rho):
-    """B1 (protocol §9): Spearman's rho over n students with its Fisher-z interval (Bonett and Wright's
+    """B4 (protocol §9): Spearman's rho over n students with its Fisher-z interval (Bonett and Wright's
     standard error), at the reduced scale's 37 students, fewer and more (at 12 it is a little
     conservative: 96.5 % over 6,000 simulations at rho = 0). Pairs are bivariate normal
     with Pearson correlation `rho`; the truth is their Spearman correlation, (6 / pi) asin(rho / 2)."""
@@ -275,7 +275,7 @@ def test_a_rank_correlation_of_too_few_or_constant_values_says_nothing():
 @pytest.mark.parametrize("units", [2, 3, 5])
 @pytest.mark.parametrize("regime", ["images dominate", "comparable"])
 def test_coverage_of_a_difference_between_settings_on_different_test_sets(units, regime):
-    """B5's design (protocol §9): two settings each on a test set of its own (200 and 500 images),
+    """B3's design (protocol §9): two settings each on a test set of its own (200 and 500 images),
     unpaired seeds; the image parts of the two sets add. The truth is B - A = 0. Unpaired, it is held
     to the unpaired bound: never liberal, conservative at 2 seeds (about 98 %)."""
     def make():

@@ -78,13 +78,13 @@ CLAIMS = (
 EVERY_FIELD = ("teachers", "self_distilled", "ensembles", "lambda_teachers", "lambdas", "cka", "temperatures", "mixup",
                "optimisers")
 
-# The questions beyond the paper (protocol §9), in the same form: B1 reads every student the report trains.
+# The questions beyond the paper (protocol §9), in the same form: B4 reads every student the report trains.
 BEYOND = (
-    ("b1-fidelity-generalisation", ("B1",), EVERY_FIELD,
+    ("b4-fidelity-generalisation", ("B4",), EVERY_FIELD,
      lambda r: _beyond.fidelity_and_generalisation(_beyond.students_with_teachers(r), r.labels)),
-    ("b2-calibration", ("B2",), ("teachers", "ensembles"),
+    ("b5-calibration", ("B5",), ("teachers", "ensembles"),
      lambda r: _beyond.calibration_transfer(r.ensembles, r.teachers, r.labels)),
-    ("b3-where-they-disagree", ("B3",), ("teachers", "self_distilled"),
+    ("b6-where-they-disagree", ("B6",), ("teachers", "self_distilled"),
      lambda r: _beyond.where_they_disagree(r.teachers[0], r.self_distilled, r.teachers)),
 )
 
@@ -99,12 +99,12 @@ def evaluate(runs: ClaimRuns, experiment: str | None = None) -> list[Verdict]:
 
 
 def questions(runs: ClaimRuns, question: str | None = None) -> list[Verdict]:
-    """The verdicts on the questions beyond the paper (protocol §9): all three, or one ("B2")."""
+    """The verdicts on the questions beyond the paper (protocol §9): all three, or one ("B5")."""
     return [judge(runs) for _, names, _, judge in BEYOND if question is None or question in names]
 
 
 def chapter(experiment, name: str) -> list[Verdict]:
-    """The verdicts a chapter ends with: the claims of experiment `name` ("E1", or "B1" for a
+    """The verdicts a chapter ends with: the claims of experiment `name` ("E1", or "B4" for a
     question beyond the paper), on the runs that chapter has (`experiment`: a
     kdlib.experiments.Experiment; nothing outside those claims' plans is run)."""
     for table, judge in ((CLAIMS, evaluate), (BEYOND, questions)):

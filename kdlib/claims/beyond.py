@@ -1,7 +1,7 @@
 """Questions the study left open, answered from the report's runs (protocol §9).
 
 Three verdicts that are ours, not the paper's, judged by the same family rule (kdlib.claims.rules):
-B1 fidelity and generalisation, B2 calibration transfer, B3 where a student disagrees with its
+B4 fidelity and generalisation, B5 calibration transfer, B6 where a student disagrees with its
 teacher. Each is a function from runs to a `Verdict`; `students_with_teachers` lists every student
 the report trains with the teacher runs it learned from.
 """
@@ -21,8 +21,8 @@ from kdlib.claims.rules import ABOVE, BELOW, MOST, Part, family
 from kdlib.stats import rank_correlation
 from kdlib.tables import NORM_NAMES
 
-STRONG = 0.5    # B1: a rank correlation this strong would make agreement a good guide to a student's gain
-TRANSFER = 0.5  # B2: "transfers well" = at least half of a teacher's change in ECE reaches its student
+STRONG = 0.5    # B4: a rank correlation this strong would make agreement a good guide to a student's gain
+TRANSFER = 0.5  # B5: "transfers well" = at least half of a teacher's change in ECE reaches its student
 
 
 def students_by_setting(runs) -> list[tuple[str, object, list]]:
@@ -56,7 +56,7 @@ def students_with_teachers(runs) -> list[tuple[object, list]]:
 
 def agreement_and_gain(pairs: Sequence[tuple[object, Sequence]], labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per (student, teacher runs): its test agreement with that (ensemble) teacher and its test
-    accuracy minus the teacher's, as fractions (B1's two axes)."""
+    accuracy minus the teacher's, as fractions (B4's two axes)."""
     agreement = np.array([agreement_per_image(t, [s])[0].mean() for s, t in pairs])
     teacher_acc = np.array([(teacher_logits(t).argmax(1).numpy() == labels).mean() for _, t in pairs])
     gain = np.array([correct_per_image([s], labels)[0].mean() for s, _ in pairs]) - teacher_acc
@@ -64,7 +64,7 @@ def agreement_and_gain(pairs: Sequence[tuple[object, Sequence]], labels: np.ndar
 
 
 def fidelity_and_generalisation(pairs: Sequence[tuple[object, Sequence]], labels: np.ndarray) -> Verdict:
-    """B1. Closer matching does not reliably bring better generalisation: across students, the rank
+    """B4. Closer matching does not reliably bring better generalisation: across students, the rank
     correlation of test agreement with the own teacher and test accuracy minus that teacher's lies
     below STRONG."""
     claim = (f"Matching the teacher more closely does not reliably make a better student: across the report's "
@@ -76,13 +76,13 @@ def fidelity_and_generalisation(pairs: Sequence[tuple[object, Sequence]], labels
                   {"units": {"students": len(pairs)}, "runs_per_unit": {"students": 1}, "images": 0, "fixed": [],
                    "model": f"Fisher-z interval over {len(pairs)} students, one draw each"}),)
     if len(pairs) < 4:
-        return Verdict("b1-fidelity-generalisation", "B1", "closer matching, no better student", claim,
+        return Verdict("b4-fidelity-generalisation", "B4", "closer matching, no better student", claim,
                        f"Needs at least four students, got {len(pairs)}.", parts)
     evidence = (f"{len(pairs)} students agree with their teachers on {100 * agreement.min():.1f} to "
                 f"{100 * agreement.max():.1f} % of the test images and gain {100 * gain.min():+.1f} to "
                 f"{100 * gain.max():+.1f} points of accuracy over them; the rank correlation is {parts[0].text()}.")
     why = _why(parts, "Students that match their teachers more closely are, at this scale, the ones that gain more.")
-    return Verdict("b1-fidelity-generalisation", "B1", "closer matching, no better student", claim, evidence, parts,
+    return Verdict("b4-fidelity-generalisation", "B4", "closer matching, no better student", claim, evidence, parts,
                    why, scope="the students of the report's settings, one draw each (they share teachers and seeds)")
 
 
@@ -92,14 +92,14 @@ def ece_per_run(runs: Sequence, labels: np.ndarray) -> np.ndarray:
 
 
 def calibration_transfer(by_size: Mapping[int, Sequence], pool: Sequence, labels: np.ndarray) -> Verdict:
-    """B2. Calibration does not transfer well: the slope of the students' test ECE on their
+    """B5. Calibration does not transfer well: the slope of the students' test ECE on their
     (ensemble) teachers' across ensemble sizes lies below TRANSFER; seed-paired."""
     claim = (f"Calibration does not transfer well through distillation: across ensemble sizes, less than "
              f"{TRANSFER:g} of a change in the teacher's test ECE reaches its students (the slope of one on the "
              "other).")
     sizes = sorted(by_size)
     if len(sizes) < 2:
-        return Verdict("b2-calibration", "B2", "calibration does not transfer", claim,
+        return Verdict("b5-calibration", "B5", "calibration does not transfer", claim,
                        "Needs students of at least two ensemble sizes.")
     y = torch.as_tensor(labels)
     teacher = np.array([metrics.ece(teacher_logits(pool[:m]), y) for m in sizes])
@@ -117,12 +117,12 @@ def calibration_transfer(by_size: Mapping[int, Sequence], pool: Sequence, labels
                      f"{tables.fmt(list(ece_per_run(settings[i], labels)), digits=3)}" for i, m in enumerate(sizes))
     evidence = f"Test ECE by ensemble size ({rows}); the slope is {parts[0].text()}."
     why = _why(parts, "The students' calibration follows their teachers'.")
-    return Verdict("b2-calibration", "B2", "calibration does not transfer", claim, evidence, parts, why,
+    return Verdict("b5-calibration", "B5", "calibration does not transfer", claim, evidence, parts, why,
                    scope=f"students of the first m of these {len(pool)} teachers, m in {sizes}")
 
 
 def where_they_disagree(teacher, students: Sequence, pool: Sequence) -> Verdict:
-    """B3. A student's disagreements with its teacher lie mostly where independent teachers disagree:
+    """B6. A student's disagreements with its teacher lie mostly where independent teachers disagree:
     of the images a student disagrees on, the share on which teacher 0 and another teacher of the
     pool disagree (averaged over the others) lies above MOST."""
     claim = (f"A student departs from its teacher mostly where independent training departs too: more than "
@@ -130,7 +130,7 @@ def where_they_disagree(teacher, students: Sequence, pool: Sequence) -> Verdict:
              "independently trained one disagree.")
     others = [t for t in pool if t is not teacher]
     if not others:
-        return Verdict("b3-where-they-disagree", "B3", "disagreements where teachers disagree", claim,
+        return Verdict("b6-where-they-disagree", "B6", "disagreements where teachers disagree", claim,
                        "Needs at least two teachers.")
     contested = 1 - np.mean([agreement_per_image([teacher], [t])[0] for t in others], axis=0)  # (images,)
     away = 1 - agreement_per_image([teacher], students)                                         # (runs, images)
@@ -142,5 +142,5 @@ def where_they_disagree(teacher, students: Sequence, pool: Sequence) -> Verdict:
                 f"an independent one disagree on {100 * contested.mean():.2f} %. Of the students' disagreements, "
                 f"{parts[0].text()} fall on those contested images (chance would put {contested.mean():.3f} there).")
     why = _why(parts, "Most of what the students leave unmatched lies on images independent teachers agree on.")
-    return Verdict("b3-where-they-disagree", "B3", "disagreements where teachers disagree", claim, evidence, parts,
+    return Verdict("b6-where-they-disagree", "B6", "disagreements where teachers disagree", claim, evidence, parts,
                    why, scope=f"the students of teacher {teacher.spec.seed}, against these {len(pool)} teachers")

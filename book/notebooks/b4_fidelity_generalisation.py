@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # B1 · Does matching the teacher make a better student?
+# # B4 · Does matching the teacher make a better student?
 #
 # The paper's abstract warns that "more closely matching the teacher paradoxically does not always
 # lead to better student generalization". Its experiments show it one setting at a time. Here we
@@ -72,7 +72,7 @@ table.groupby("setting", sort=False).agg(students=("gain (points)", "size"), **{
     "agreement (%)": ("agreement (%)", "mean"), "gain (points)": ("gain (points)", "mean")}).round(2)
 
 # %% tags=["hide-input"]
-rho = claims.questions(runs, "B1")[0].parts[0].interval
+rho = claims.questions(runs, "B4")[0].parts[0].interval
 top = int(np.argmax(agreement))
 low = int(np.argmin(agreement))
 Markdown(f"""
@@ -93,4 +93,4 @@ test images and gains {100 * gain[top]:+.1f} points; the one furthest from it ({
 # general.
 
 # %% tags=["hide-input"]
-Markdown(claims.markdown(claims.chapter(exp, "B1")))
+Markdown(claims.markdown(claims.chapter(exp, "B4")))

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # B3 · Where do student and teacher disagree?
+# # B6 · Where do student and teacher disagree?
 #
 # E1 counted the test images by two questions: do two independently trained teachers agree on an
 # image, and does the distilled student agree with its own teacher? Counts hide what the images
@@ -101,4 +101,4 @@ for group, (mask, words) in GROUPS.items():
 # the teachers disagree on.
 
 # %% tags=["hide-input"]
-Markdown(claims.markdown(claims.chapter(exp, "B3")))
+Markdown(claims.markdown(claims.chapter(exp, "B6")))

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # B2 · Does calibration transfer?
+# # B5 · Does calibration transfer?
 #
 # A network is calibrated when its confidence matches its accuracy: of the images it gives 70 %
 # to, it gets 70 % right. The study we replicate ends on the worry that "calibration properties do
@@ -114,4 +114,4 @@ fig.tight_layout()
 # sizes; the teachers are fixed, and every setting is scored on the same test images.
 
 # %% tags=["hide-input"]
-Markdown(claims.markdown(claims.chapter(exp, "B2")))
+Markdown(claims.markdown(claims.chapter(exp, "B5")))
