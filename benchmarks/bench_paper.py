@@ -256,6 +256,11 @@ def paper_plan() -> tuple[list, str]:
     return list(plans.all_specs(PAPER)), "kdlib.plans.all_specs(paper)"
 
 
+def depth_factor(spec) -> float:
+    """A PreResNet-(6n + 2)'s cost relative to PreResNet-20's, by its blocks: n / 3."""
+    return (spec.depth - 2) / 18
+
+
 def final_forwards(n_train: int, n_test: int, members: int, stored_teachers: bool = True) -> int:
     """Forward passes of a run's final metrics (kdlib.evaluate.final_metrics; members = 0: a teacher run).
 
@@ -292,8 +297,10 @@ def extrapolate(results: dict, n_train: int, n_test: int) -> dict:
         r = spec.recipe
         common = r.epochs // r.eval_every * per_eval
         if isinstance(spec, TeacherSpec):
-            return r.epochs * ep["teacher"]["epoch_seconds"] + common + per_forward * final_forwards(
-                n_train, n_test, 0), False
+            # a deeper teacher (B2's PreResNet-56) is scaled by its blocks, 9 per stage against 3: an
+            # estimate (the convolutions dominate), not a measurement
+            return (depth_factor(spec) * r.epochs * ep["teacher"]["epoch_seconds"] + common
+                    + per_forward * final_forwards(n_train, n_test, 0)), False
         m = len(spec.teachers)
         if cached is None:
             cached = lcache.use_logit_cache("auto", r.epochs, r.mixup)
@@ -316,7 +323,7 @@ def extrapolate(results: dict, n_train: int, n_test: int) -> dict:
         total += seconds
         if cached:
             caches.add(tuple(spec.teachers))
-    total += sum(len(t) * build_member for t in caches)
+    total += sum(sum(depth_factor(m) for m in t) * build_member for t in caches)
     conc = results.get("concurrent", {})
     speedup = conc.get("speedup_vs_one_process")
     return {"one_300_epoch_distillation": one, "paper_scale": {

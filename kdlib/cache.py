@@ -155,7 +155,7 @@ class Run:
     def load_model(self, device="cpu"):
         from kdlib.models import build_model
         state = self.state_dict()
-        model = build_model(self.spec.norm, seed=0, num_classes=state["fc.weight"].shape[0])
+        model = build_model(self.spec.norm, seed=0, num_classes=state["fc.weight"].shape[0], depth=self.spec.depth)
         model.load_state_dict(state)
         return model.to(device).eval()
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Union
 
 from kdlib.checks import check_bool, check_choice, check_int, check_number, check_tau, check_unit_interval
-from kdlib.models import NORMS
+from kdlib.models import DEPTHS, NORMS
 
 OPTIMIZERS = ("sgd", "adam")
 INITS = ("random", "interpolate", "teacher_init")
@@ -81,10 +81,13 @@ class TeacherSpec:
     recipe: Recipe     # how it is trained
     seed: int = 0      # initial weights and data order
     norm: str = "batch"  # "batch" (BatchNorm) or "layer" (GroupNorm(1, C)), protocol §2
+    depth: int = 20    # PreResNet-20, or the deeper PreResNet-56 (B2's capacity gap, protocol §9)
 
     def __post_init__(self):
         check_int("seed", self.seed, 0)
         check_choice("norm", self.norm, NORMS)
+        if isinstance(self.depth, bool) or self.depth not in DEPTHS:
+            raise ValueError(f"depth must be one of {DEPTHS}, got {self.depth!r}")
         if not isinstance(self.recipe, Recipe):
             raise ValueError(f"recipe must be a Recipe, got {type(self.recipe).__name__}")
 
@@ -112,9 +115,9 @@ class StudentSpec:
         object.__setattr__(self, "teachers", teachers)
         if not isinstance(teachers, tuple) or not teachers or not all(isinstance(t, TeacherSpec) for t in teachers):
             raise ValueError("teachers must be a non-empty sequence of TeacherSpec")
-        norms = {t.norm for t in teachers}
-        if len(norms) > 1:
-            raise ValueError(f"teachers must share one architecture; got norms {sorted(norms)}")
+        kinds = {(t.norm, t.depth) for t in teachers}
+        if len(kinds) > 1:
+            raise ValueError(f"teachers must share one architecture; got (norm, depth) {sorted(kinds)}")
         if not isinstance(self.recipe, Recipe):
             raise ValueError(f"recipe must be a Recipe, got {type(self.recipe).__name__}")
         check_int("seed", self.seed, 0)
@@ -130,12 +133,20 @@ class StudentSpec:
             if teachers[0].norm != self.norm:
                 raise ValueError(f"init={self.init!r} needs norm equal to the teacher's "
                                  f"({teachers[0].norm!r}), got {self.norm!r}")
+            if teachers[0].depth != self.depth:
+                raise ValueError(f"init={self.init!r} needs a teacher of the student's depth ({self.depth}), got "
+                                 f"depth {teachers[0].depth}")
         if self.init != "interpolate" and self.lam != 0.0:
             raise ValueError(f"lam is only used with init='interpolate'; got lam={self.lam} with init={self.init!r}")
 
     @property
     def kind(self) -> str:
         return "student"
+
+    @property
+    def depth(self) -> int:
+        """Students are PreResNet-20 (protocol §2), whatever their teachers' depth."""
+        return 20
 
     @property
     def start_lr(self) -> float:
@@ -152,6 +163,8 @@ def spec_to_dict(spec: Spec) -> dict:
     """A JSON-ready description of the spec, with its kind, teachers nested in full."""
     d = dataclasses.asdict(spec)
     d["kind"] = spec.kind
+    if d.get("depth") == 20:
+        del d["depth"]  # the default depth is left out, so PreResNet-20 runs keep the ids they had before depth
     if isinstance(spec, StudentSpec):
         d["teachers"] = [spec_to_dict(t) for t in spec.teachers]
     return d

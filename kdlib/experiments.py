@@ -17,6 +17,7 @@ import torch
 from kdlib import metrics
 from kdlib.checks import check_str
 from kdlib.cache import Run
+from kdlib.data import Dataset
 from kdlib.config import StudentSpec
 from kdlib.losses import ensemble_logits
 from kdlib.parameters import Parameters
@@ -89,15 +90,22 @@ def untrained_cka(teacher: Run, dataset, device="cpu") -> list[float]:
 # ---------------------------------------------------------------------------------------------
 # The notebooks' entry point
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Experiment:
-    """What a notebook works with: the scale, the loaded data and how to run."""
+    """What a notebook works with: the scale, the loaded data and how to run (`open_experiment`
+    builds it; `with_classes` gives the same on fewer classes)."""
 
     scale: Scale
-    dataset: object  # kdlib.data.Dataset
+    dataset: Dataset
     device: str
     executor: str
     train: bool = True  # False: cached runs only (a missing run raises kdlib.runs.MissingRunsError)
+
+    def with_classes(self, k: int) -> "Experiment":
+        """The same experiment on the first `k` classes of its data (B3, `plans.class_count_specs`)."""
+        from kdlib import data as kdata
+
+        return dataclasses.replace(self, dataset=kdata.load(dataclasses.replace(self.dataset.spec, num_classes=k)))
 
     def run(self, specs):
         """Runs for a plan: a list (or dict, or dict of lists) of specs, from the cache or trained now.

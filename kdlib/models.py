@@ -1,6 +1,7 @@
 """PreResNet-20 for CIFAR (protocol §2): pre-activation residual blocks, 16/32/64 channels.
 
-The same network serves as teacher and student. `norm="layer"` swaps every BatchNorm for
+The same network serves as teacher and student; B2 (protocol §9) also has a deeper teacher of the
+same family, PreResNet-56 (9 blocks per stage). `norm="layer"` swaps every BatchNorm for
 GroupNorm(1, C), the LayerNorm variant that the paper's Section 6 experiments used.
 """
 
@@ -13,6 +14,7 @@ from torch import nn
 import torch.nn.functional as F
 
 NORMS = ("batch", "layer")
+DEPTHS = (20, 56)  # PreResNet-(6n + 2): n = 3 and 9 blocks per stage
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -99,13 +101,21 @@ class PreResNet(nn.Module):
         return self.head(self.stage_features(x)[-1])
 
 
+def preresnet(num_classes: int = 100, norm: str = "batch", depth: int = 20) -> PreResNet:
+    """PreResNet-`depth`: 1 stem conv + 3 stages x n blocks x 2 convs + 1 linear = 6n + 2 layers
+    (20: n = 3; 56: n = 9)."""
+    if isinstance(depth, bool) or depth not in DEPTHS:
+        raise ValueError(f"depth must be one of {DEPTHS}, got {depth!r}")
+    return PreResNet(num_classes=num_classes, norm=norm, blocks_per_stage=(depth - 2) // 6)
+
+
 def preresnet20(num_classes: int = 100, norm: str = "batch") -> PreResNet:
-    """PreResNet-20: 1 stem conv + 3 stages x 3 blocks x 2 convs + 1 linear = 20 layers."""
-    return PreResNet(num_classes=num_classes, norm=norm, blocks_per_stage=3)
+    """PreResNet-20, the paper's teacher and student."""
+    return preresnet(num_classes, norm, 20)
 
 
-def build_model(norm: str, seed: int, num_classes: int = 100) -> PreResNet:
-    """A PreResNet-20 whose initial weights depend only on `seed` (and `norm`).
+def build_model(norm: str, seed: int, num_classes: int = 100, depth: int = 20) -> PreResNet:
+    """A PreResNet-`depth` whose initial weights depend only on `seed` (and `norm`, `depth`).
 
     Initialisation draws from a private CPU generator, so it is the same on every device and
     does not disturb the global RNG; this lets a student start from "the teacher's initial
@@ -113,7 +123,7 @@ def build_model(norm: str, seed: int, num_classes: int = 100) -> PreResNet:
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return preresnet20(num_classes=num_classes, norm=norm)
+        return preresnet(num_classes=num_classes, norm=norm, depth=depth)
 
 
 def architecture(model: nn.Module) -> tuple:

@@ -103,6 +103,36 @@ def optimiser_specs(scale: Scale) -> dict[str, list[StudentSpec]]:
                             (f"Adam (lr {scale.adam_lr:g}), {adam.epochs} epochs", adam))}
 
 
+def alpha_specs(scale: Scale) -> dict[float, list[StudentSpec]]:
+    """B1: self-distillation with the label cross-entropy weighted alpha (protocol §3): alpha 0 is E1's
+    students; the largest alpha has E1's seeds (seed-paired with them), the others `grid_seeds()`."""
+    e1 = self_distillation_specs(scale)
+    top = max(scale.alphas, default=0.0)
+    return {0.0: e1, **{float(a): [dataclasses.replace(s, alpha=float(a)) for s in
+                                   e1[:len(e1) if a == top else scale.grid_seeds()]]
+                        for a in sorted(scale.alphas)}}
+
+
+def capacity_specs(scale: Scale) -> dict[str, list]:
+    """B2: a PreResNet-56 teacher (local seed 0, the teachers' recipe) and PreResNet-20 students of it
+    with E1's seeds (paired with E1's students of teacher 0)."""
+    deep = TeacherSpec(recipe=scale.teacher, seed=run_seed(scale, 0), depth=56)
+    return {"teacher": [deep],
+            "students": [dataclasses.replace(s, teachers=(deep,)) for s in self_distillation_specs(scale)]}
+
+
+def class_count_specs(scale: Scale) -> dict[int, dict[str, list]]:
+    """B3: for each class count k of the grid (besides the scale's own, which is E0's and E1's), two
+    teachers (local seeds 0 and 1) and students of the first: E1's number at the fewest classes,
+    `grid_seeds()` at the others. Each is run on the first k classes (`Experiment.with_classes(k)`)."""
+    fewest = min(scale.class_counts, default=0)
+    pool = teachers(scale)[:2]
+    return {k: {"teachers": pool,
+                "students": self_distillation_specs(scale)[:scale.self_distill_students if k == fewest
+                                                           else scale.grid_seeds()]}
+            for k in sorted(scale.class_counts)}
+
+
 def flatten(specs) -> list:
     """The specs in a plan (a spec, or lists and dicts of them), in order."""
     if isinstance(specs, dict):
@@ -113,9 +143,11 @@ def flatten(specs) -> list:
 
 
 def all_specs(scale: Scale) -> list:
-    """Every run the report needs at `scale`, teachers first, without duplicates."""
-    specs = [*teachers(scale), *[teachers(scale, n)[0] for n in scale.lambda_norms],
+    """Every run the report needs at `scale` on its own classes, teachers first, without duplicates
+    (B3's runs on fewer classes are `class_count_specs`)."""
+    specs = [*teachers(scale), *[teachers(scale, n)[0] for n in scale.lambda_norms], *capacity_specs(scale)["teacher"],
              *flatten([self_distillation_specs(scale), ensemble_specs(scale),
                        [initialisation_specs(scale, n) for n in scale.lambda_norms], cka_specs(scale),
-                       temperature_specs(scale), optimiser_specs(scale)])]
+                       temperature_specs(scale), optimiser_specs(scale), alpha_specs(scale),
+                       capacity_specs(scale)])]
     return list(dict.fromkeys(specs))

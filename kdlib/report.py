@@ -60,8 +60,8 @@ from kdlib.parameters import Parameters
 
 # Every notebook, in execution order: later notebooks reuse earlier ones' cached runs.
 NOTEBOOKS = ("setup", "e0_teachers", "e1_self_distillation", "e2_ensembles", "e3_initialisation",
-             "e4_cka", "e5_temperature", "e6_optimiser", "b4_fidelity_generalisation", "b5_calibration",
-             "b6_disagreements", "e7_summary", "appendix")
+             "e4_cka", "e5_temperature", "e6_optimiser", "b1_hard_labels", "b2_capacity", "b3_classes",
+             "b4_fidelity_generalisation", "b5_calibration", "b6_disagreements", "e7_summary", "appendix")
 
 
 def installed_book() -> Path:

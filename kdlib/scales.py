@@ -44,6 +44,12 @@ class Scale:
     layer_student: Recipe | None = None
     taus: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)  # E5 temperatures (plus tau 4 with MixUp)
     long_factor: int = 2                        # E6: the long SGD run trains this many times longer
+    # Beyond the paper (protocol §9): B1's label weights besides 0 and B3's class counts besides the
+    # scale's own; the largest alpha and the fewest classes are judged (E1's seeds), the other grid
+    # points shown with `shown_seeds` students each (None: `seeds`)
+    alphas: tuple[float, ...] = (0.1, 0.5, 0.9)
+    class_counts: tuple[int, ...] = (5, 10, 20, 50)
+    shown_seeds: int | None = None
     adam_lr: float = 5e-3                       # E6: Adam's learning rate (the study's choice)
     # students' teacher logits (kdlib.logit_cache.use_logit_cache): "shared" where the students of
     # each teacher set together train long enough for one stored cache to pay
@@ -54,10 +60,20 @@ class Scale:
 
     def __post_init__(self):
         check_seed_base(self.seed_base)
+        own = self.num_classes or 100
+        if any(not (isinstance(k, int) and 2 <= k < own) for k in self.class_counts):
+            raise ValueError(f"class_counts must be ints in [2, {own}) (fewer than the scale's own {own} classes), "
+                             f"got {self.class_counts}")
+        if any(not 0 < a <= 1 for a in self.alphas):
+            raise ValueError(f"alphas must lie in (0, 1] (alpha 0 is E1's students), got {self.alphas}")
 
     def data_spec(self, source: str = "torchvision") -> DataSpec:
         return DataSpec(source=source, train_per_class=self.train_per_class, test_per_class=self.test_per_class,
                         num_classes=self.num_classes)
+
+    def grid_seeds(self) -> int:
+        """Students at a grid point that is shown but not judged (B1, B3)."""
+        return self.seeds if self.shown_seeds is None else self.shown_seeds
 
     def teacher_recipe(self, norm: str = "batch") -> Recipe:
         return self.layer_teacher if norm == "layer" and self.layer_teacher is not None else self.teacher
@@ -88,7 +104,7 @@ SCALES = {
         layer_teacher=Recipe(epochs=90, batch_size=64, lr=0.1, lr_min=0.0, eval_every=18),
         n_teachers=3, self_distill_students=3, seeds=3, ensemble_sizes=(1, 3),
         lambdas=(0.0, 0.2, 0.25, 0.3, 0.375, 0.5, 1.0), lambda_norms=("layer",),
-        taus=(1.0, 4.0), logit_cache="shared",
+        taus=(1.0, 4.0), logit_cache="shared", alphas=(0.5, 0.9), class_counts=(5, 10), shown_seeds=1,
     ),
     "tiny": Scale(
         name="tiny",
@@ -97,7 +113,7 @@ SCALES = {
         teacher=Recipe(epochs=2, batch_size=50, lr=0.1, lr_min=0.0, eval_every=1),
         student=Recipe(epochs=2, batch_size=50, lr=0.05, lr_min=1e-6, eval_every=1),
         n_teachers=2, self_distill_students=2, seeds=1, lambda_seeds=1, ensemble_sizes=(1, 2),
-        lambdas=(0.0, 1.0), taus=(1.0, 4.0),
+        lambdas=(0.0, 1.0), taus=(1.0, 4.0), alphas=(0.5,), class_counts=(10,), shown_seeds=1,
     ),
 }
 

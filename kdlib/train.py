@@ -129,7 +129,7 @@ class Epoch:
 def initial_model(spec: Spec, num_classes: int = kdata.NUM_CLASSES) -> nn.Module:
     """The untrained network of a teacher, or a student's random initialisation, with a
     `num_classes`-way head (the data's classes, `Dataset.num_classes`)."""
-    return build_model(spec.norm, stable_seed(spec.kind, spec.seed, "init"), num_classes)
+    return build_model(spec.norm, stable_seed(spec.kind, spec.seed, "init"), num_classes, spec.depth)
 
 
 def make_optimizer(model: nn.Module, recipe: Recipe, lr: float | None = None) -> torch.optim.Optimizer:

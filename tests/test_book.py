@@ -37,7 +37,7 @@ def test_every_notebook_ran_to_the_end_with_outputs(tiny_book):
     assert set(timings) == set(report.NOTEBOOKS)
 
 
-@pytest.mark.parametrize("name", ["e3_initialisation", "e5_temperature"])
+@pytest.mark.parametrize("name", ["e3_initialisation", "e5_temperature", "b1_hard_labels", "b6_disagreements"])
 def test_slider_pages_keep_their_widget_state(tiny_book, name):
     nb = nbformat.read(tiny_book.book / "executed" / f"{name}.ipynb", as_version=4)
     state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]  # the saved widget models

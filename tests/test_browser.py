@@ -2,7 +2,7 @@
 
 Opens each page of the tiny book (tests/tiny_book.py) from a local HTTP server and checks that no
 request failed or left the machine and that the console shows no error; then moves E3's lambda
-slider, E5's temperature slider and B6's gallery pager and checks that the figure shown changes. Screenshots go to a
+slider, E5's temperature slider, B1's label-weight slider and B6's gallery pager and checks that the figure shown changes. Screenshots go to a
 temporary folder (printed). Needs Debian's `chromium` (CHROMIUM to override /usr/bin/chromium),
 the `playwright` package (no `playwright install`: it drives the system browser) and the local
 JavaScript copies from `make assets`. Without them the tests skip, except under CI (CI set),
@@ -28,7 +28,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 SLIDER_PAGES = {"lambda": "executed/e3_initialisation.html", "temperature": "executed/e5_temperature.html",
-                "gallery": "executed/b6_disagreements.html"}
+                "alpha": "executed/b1_hard_labels.html", "gallery": "executed/b6_disagreements.html"}
 
 
 def _unavailable(reason: str):

@@ -181,3 +181,29 @@ def test_bad_seed_base_is_named(value):
         dataclasses.replace(SCALES["tiny"], seed_base=value)
     with pytest.raises(ValueError, match=message):
         ex.open_experiment("tiny", seed_base=value)
+
+
+def test_the_plans_beyond_the_paper_pair_their_judged_settings_with_e1():
+    sc = get_scale("reduced")
+    e1 = plans.self_distillation_specs(sc)
+    by_alpha = plans.alpha_specs(sc)
+    assert list(by_alpha) == [0.0, 0.5, 0.9] and by_alpha[0.0] == e1
+    assert [s.seed for s in by_alpha[0.9]] == [s.seed for s in e1] and all(s.alpha == 0.9 for s in by_alpha[0.9])
+    assert len(by_alpha[0.5]) == sc.grid_seeds() == 1
+    deep = plans.capacity_specs(sc)
+    assert deep["teacher"][0].depth == 56 and deep["teacher"][0].recipe == sc.teacher
+    assert [s.seed for s in deep["students"]] == [s.seed for s in e1]
+    assert all(s.teachers == tuple(deep["teacher"]) and s.depth == 20 for s in deep["students"])
+    counts = plans.class_count_specs(sc)
+    assert list(counts) == [5, 10] and all(len(c["teachers"]) == 2 for c in counts.values())
+    assert len(counts[5]["students"]) == len(e1) and len(counts[10]["students"]) == 1
+    assert set(plans.flatten([by_alpha, deep])) <= set(plans.all_specs(sc))
+
+
+def test_a_scale_refuses_class_counts_it_cannot_subset_and_alphas_outside_the_unit_interval():
+    import dataclasses
+    sc = get_scale("reduced")
+    with pytest.raises(ValueError, match=r"class_counts must be ints in \[2, 20\)"):
+        dataclasses.replace(sc, class_counts=(5, 20))
+    with pytest.raises(ValueError, match=r"alphas must lie in \(0, 1\]"):
+        dataclasses.replace(sc, alphas=(0.0, 0.5))

@@ -60,3 +60,20 @@ def test_spec_faults_are_found_at_construction():
     assert Recipe(epochs=1, batch_size=8, lr=0.1, optimizer="adam", momentum=0).optimizer == "adam"
     with pytest.raises(ValueError, match="recipe must be a Recipe"):
         TeacherSpec(recipe={"epochs": 1})
+
+
+def test_depth_enters_the_id_only_when_it_is_not_the_default():
+    """PreResNet-20 runs keep the ids they had before teachers had a depth; a PreResNet-56 teacher
+    (B2) and its students are runs of their own, and a spec round-trips with its depth."""
+    from kdlib.config import spec_from_dict
+    assert "depth" not in spec_to_dict(T) and "depth" not in spec_to_dict(StudentSpec(recipe=R, teachers=(T,)))
+    deep = TeacherSpec(recipe=R, seed=0, depth=56)
+    assert spec_to_dict(deep)["depth"] == 56 and spec_from_dict(spec_to_dict(deep)) == deep
+    assert run_id(deep, DATA) != run_id(T, DATA)
+    assert run_id(StudentSpec(recipe=R, teachers=(deep,)), DATA) != run_id(StudentSpec(recipe=R, teachers=(T,)), DATA)
+    with pytest.raises(ValueError, match=r"depth must be one of \(20, 56\), got 32"):
+        TeacherSpec(recipe=R, depth=32)
+    with pytest.raises(ValueError, match="needs a teacher of the student's depth"):
+        StudentSpec(recipe=R, teachers=(deep,), init="teacher_init")
+    with pytest.raises(ValueError, match="teachers must share one architecture"):
+        StudentSpec(recipe=R, teachers=(T, TeacherSpec(recipe=R, seed=1, depth=56)))

@@ -57,3 +57,28 @@ def test_build_model_is_deterministic_and_leaves_global_rng_alone():
 def test_unknown_norm_names_parameter():
     with pytest.raises(ValueError, match=r"norm must be one of \('batch', 'layer'\)"):
         preresnet20(norm="instance")
+
+
+def preresnet_parameters(n: int, classes: int = 100) -> int:
+    """PreResNet-(6n + 2)'s parameters counted by hand: stem, three stages of n blocks (two 3x3
+    convs and two affine norms each, a 1x1 projection where the width changes), final norm, linear."""
+    total, c_in = 3 * 16 * 9, 16
+    for width in (16, 32, 64):
+        for j in range(n):
+            c = c_in if j == 0 else width
+            total += c * width * 9 + width * width * 9 + 2 * c + 2 * width + (c * width if c != width else 0)
+        c_in = width
+    return total + 2 * 64 + 64 * classes + classes
+
+
+def test_preresnet56_has_nine_blocks_per_stage_and_the_parameters_counted_by_hand():
+    from kdlib.models import preresnet
+    assert preresnet_parameters(3) == 278_132  # the formula, checked on PreResNet-20
+    deep = preresnet(depth=56)
+    assert sum(p.numel() for p in deep.parameters()) == preresnet_parameters(9)
+    assert sum(isinstance(m, nn.Conv2d) for m in deep.modules()) == 1 + 2 * 27 + 2  # + the two projections
+    assert deep(torch.randn(2, 3, 32, 32)).shape == (2, 100)
+    with pytest.raises(ValueError, match=r"depth must be one of \(20, 56\)"):
+        preresnet(depth=32)
+    a, b = build_model("batch", 3, depth=56), build_model("batch", 3, depth=56)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))

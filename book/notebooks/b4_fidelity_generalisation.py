@@ -19,7 +19,7 @@
 # learned from, against how much test accuracy it gained over that teacher. If matching the teacher
 # were the route to a better student, the two would rise together.
 #
-# This chapter trains nothing: it reads the runs of E1-E6.
+# This chapter trains nothing: it reads the runs of E1-E6, B1 and B3.
 
 # %% tags=["parameters"]
 scale = "reduced"
@@ -41,8 +41,8 @@ from kdlib.claims import beyond
 exp = ex.open_experiment(scale, data, device, executor, seed_base)
 runs = claims.collect(exp)
 students = beyond.students_by_setting(runs)
-agreement, gain = beyond.agreement_and_gain([(s, t) for _, s, t in students], runs.labels)
-settings = [setting for setting, _, _ in students]
+agreement, gain = beyond.agreement_and_gain(students)
+settings = [s.setting for s in students]
 
 # %% [markdown]
 # ## Agreement against the accuracy gained

@@ -85,7 +85,7 @@ fig.tight_layout()
 # %% [markdown]
 # ## Every student against its teacher
 #
-# The same question asked of every student the report trains (E1-E6), each against the teacher it
+# The same question asked of every student the report trains (E1-E6, B1, B3), each against the teacher it
 # learned from. This view mixes recipes, temperatures and initialisations, so it is shown, not
 # judged: the verdict below rests on E2's comparison, where only the teacher changes.
 
@@ -93,11 +93,11 @@ fig.tight_layout()
 every = claims.collect(exp)
 pairs = beyond.students_by_setting(every)
 fig, ax = plt.subplots(figsize=(6, 4.2))
-experiments = sorted({s.split()[0] for s, _, _ in pairs})
+experiments = sorted({p.setting.split()[0] for p in pairs})
 colours = dict(zip(experiments, plt.get_cmap("tab10").colors))
 for e in experiments:
-    pts = [(metrics.ece(teacher_logits(t), labels), metrics.ece(s.test_logits(), labels))
-           for setting, s, t in pairs if setting.split()[0] == e]
+    pts = [(metrics.ece(teacher_logits(p.teachers), torch.as_tensor(p.labels)),
+            metrics.ece(p.run.test_logits(), torch.as_tensor(p.labels))) for p in pairs if p.setting.split()[0] == e]
     ax.scatter(*zip(*pts), s=26, color=colours[e], label=e, alpha=0.85)
 lim = ax.get_xlim()[0], max(ax.get_xlim()[1], ax.get_ylim()[1])
 ax.plot(lim, lim, ":", c="0.6", lw=1)

@@ -112,6 +112,11 @@ claim compares has {sc.seeds} students ({seed_list(next(iter(plans.optimiser_spe
 differences can be judged against the spread over seeds; E1 has {sc.self_distill_students}
 ({seed_list(plans.self_distillation_specs(sc))}), and E3 {sc.lambda_seeds} per λ below 1, each λ with seeds of
 its own ({seed_list(e3_specs[e3_lam])} at λ = {e3_lam:g}).
+The part "Beyond the paper" adds runs of its own: B1 self-distils teacher 0 with the label loss
+weighted α = {', '.join(f'{a:g}' for a in sc.alphas)} ({sc.self_distill_students} students at α =
+{max(sc.alphas):g}, paired seed by seed with E1's, and {sc.grid_seeds()} at each other α); B3 repeats E0 and E1
+on the first {', '.join(map(str, sc.class_counts))} classes (two teachers each, and {sc.self_distill_students}
+students of the first at {min(sc.class_counts)} classes, {sc.grid_seeds()} at the others). B4-B6 train nothing.
 The appendix lists the candidate scales that were measured before this one was chosen.
 """)
 

@@ -51,6 +51,9 @@ class ClaimRuns:
     mixup: list                                 # E5: tau 4 with MixUp
     optimisers: dict[str, list] = field(default_factory=dict)  # E6: setting -> students; first = baseline
     ensemble_pool: int = 0                      # E5: students learn from the first this many teachers (0: all)
+    alphas: dict[float, list] = field(default_factory=dict)  # B1: alpha -> students of teacher 0
+    class_counts: dict = field(default_factory=dict)          # B3: k -> kdlib.claims.beyond.ClassRuns (fewer classes)
+    capacity: dict[str, list] = field(default_factory=dict)   # B2: "teacher" (a PreResNet-56), "students" of it
 
 
 # Each claim: its id, the experiments it belongs to, the ClaimRuns fields it reads, and how it is judged.
@@ -76,17 +79,29 @@ CLAIMS = (
 
 
 EVERY_FIELD = ("teachers", "self_distilled", "ensembles", "lambda_teachers", "lambdas", "cka", "temperatures", "mixup",
-               "optimisers")
+               "optimisers", "alphas", "capacity", "class_counts")
 
 # The questions beyond the paper (protocol §9), in the same form: B4 reads every student the report trains.
 BEYOND = (
+    ("b1-hard-labels", ("B1",), ("teachers", "alphas"), lambda r: _beyond.hard_labels(r.alphas, r.teachers[0])),
+    ("b2-capacity-gap", ("B2",), ("teachers", "self_distilled", "capacity"),
+     lambda r: _beyond.capacity_gap(r.capacity["teacher"][0], r.capacity["students"], r.teachers[0], r.self_distilled,
+                                    r.teachers) if r.capacity else _beyond.capacity_gap(None, [], None, [], [])),
+    ("b3-classes", ("B3",), ("teachers", "self_distilled", "class_counts"),
+     lambda r: _beyond.richer_soft_labels({**r.class_counts, _classes(r): _beyond.ClassRuns(
+         r.teachers, r.self_distilled, r.labels)})),
     ("b4-fidelity-generalisation", ("B4",), EVERY_FIELD,
-     lambda r: _beyond.fidelity_and_generalisation(_beyond.students_with_teachers(r), r.labels)),
+     lambda r: _beyond.fidelity_and_generalisation(_beyond.students_by_setting(r))),
     ("b5-calibration", ("B5",), ("teachers", "ensembles"),
      lambda r: _beyond.calibration_transfer(r.ensembles, r.teachers, r.labels)),
     ("b6-where-they-disagree", ("B6",), ("teachers", "self_distilled"),
      lambda r: _beyond.where_they_disagree(r.teachers[0], r.self_distilled, r.teachers)),
 )
+
+
+def _classes(runs: ClaimRuns) -> int:
+    """The number of classes of the runs' own data (the test labels' largest id + 1: the first k classes)."""
+    return int(runs.labels.max()) + 1
 
 
 def _high(runs: ClaimRuns) -> float:
@@ -99,7 +114,7 @@ def evaluate(runs: ClaimRuns, experiment: str | None = None) -> list[Verdict]:
 
 
 def questions(runs: ClaimRuns, question: str | None = None) -> list[Verdict]:
-    """The verdicts on the questions beyond the paper (protocol §9): all three, or one ("B5")."""
+    """The verdicts on the questions beyond the paper (protocol §9): all, or one ("B5")."""
     return [judge(runs) for _, names, _, judge in BEYOND if question is None or question in names]
 
 
@@ -141,7 +156,23 @@ def collect(experiment, fields=None) -> ClaimRuns:
         temperatures={runs[0].spec.tau: runs for runs in temps.values()},
         mixup=mixup,
         optimisers=get("optimisers", lambda: plans.optimiser_specs(sc)) or {},
-        ensemble_pool=max(sc.ensemble_sizes))
+        ensemble_pool=max(sc.ensemble_sizes),
+        alphas=get("alphas", lambda: plans.alpha_specs(sc)) or {},
+        capacity=get("capacity", lambda: plans.capacity_specs(sc)) or {},
+        class_counts=(_class_runs(experiment) if want is None or "class_counts" in want else {}))
+
+
+def _class_runs(experiment) -> dict:
+    """B3's runs: for each class count of the plan, its teachers and students on the first k classes."""
+    from kdlib import plans
+    from kdlib.claims.beyond import ClassRuns
+
+    out = {}
+    for k, plan in plans.class_count_specs(experiment.scale).items():
+        sub = experiment.with_classes(k)
+        got = sub.run(plan)
+        out[k] = ClassRuns(got["teachers"], got["students"], sub.dataset.test.y.numpy())
+    return out
 
 
 def regime(teachers: Sequence, students: Sequence) -> dict:

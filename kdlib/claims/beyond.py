@@ -1,76 +1,108 @@
 """Questions the study left open, answered from the report's runs (protocol §9).
 
-Three verdicts that are ours, not the paper's, judged by the same family rule (kdlib.claims.rules):
+Verdicts that are ours, not the paper's, judged by the same family rule (kdlib.claims.rules),
+numbered by the study's questions: B1 hard labels, B2 a capacity gap, B3 the number of classes,
 B4 fidelity and generalisation, B5 calibration transfer, B6 where a student disagrees with its
-teacher. Each is a function from runs to a `Verdict`; `students_with_teachers` lists every student
-the report trains with the teacher runs it learned from.
+teacher. Each is a function from runs to a `Verdict`;
+`students_by_setting` lists every student the report trains with what it learned from.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from kdlib import metrics, tables
 from kdlib.claims import text
-from kdlib.claims.evidence import agreement_per_image, correct_per_image, fixed, group, paired, teacher_logits
-from kdlib.claims.paper import Verdict, _part, _why
-from kdlib.claims.rules import ABOVE, BELOW, MOST, Part, family
-from kdlib.stats import rank_correlation
+from kdlib.claims.evidence import (agreement_per_image, correct_per_image, fixed, group, paired, seeds_of,
+                                   teacher_logits)
+from kdlib.claims.paper import Verdict, _part
+from kdlib.claims.rules import ABOVE, BELOW, FAILS, HOLDS, MOST, Part, combine, family
+from kdlib.stats import Group, rank_correlation
 from kdlib.tables import NORM_NAMES
 
+DEEP = "deep teacher's students"  # B2's group of the deeper teacher's students
 STRONG = 0.5    # B4: a rank correlation this strong would make agreement a good guide to a student's gain
 TRANSFER = 0.5  # B5: "transfers well" = at least half of a teacher's change in ECE reaches its student
 
 
-def students_by_setting(runs) -> list[tuple[str, object, list]]:
-    """Every student of a `kdlib.claims.ClaimRuns`, once, as (setting, student, the teacher runs it
-    learned from: an ensemble's members for an ensemble student), in the experiments' order. A run
-    in two settings (E1's students are E2's at m = 1) is listed under the first."""
+def _why(parts: Sequence[Part], if_fails: str) -> str:
+    """Why a question did not come out as claimed: the parts that did not hold, and `if_fails` (what
+    the runs then show) only when it does not hold; an undecided one claims nothing either way."""
+    verdict = combine(parts)
+    if verdict == HOLDS:
+        return ""
+    return " ".join(s for s in (text.unresolved(parts), if_fails if verdict == FAILS else "") if s)
+
+
+class Taught(NamedTuple):
+    """A student with what it learned from: the setting it belongs to, the teacher runs (an
+    ensemble's members), and the test labels of its data (B3's students have fewer classes)."""
+
+    setting: str
+    run: object
+    teachers: list
+    labels: np.ndarray
+
+
+@dataclass(frozen=True)
+class ClassRuns:
+    """B3: the runs at one class count, and the test labels of its data."""
+
+    teachers: list
+    students: list
+    labels: np.ndarray
+
+
+def students_by_setting(runs) -> list[Taught]:
+    """Every student of a `kdlib.claims.ClaimRuns`, once, in the experiments' order. A run in two
+    settings (E1's students are E2's at m = 1) is listed under the first."""
     pool = runs.teachers
     ensemble = pool[:runs.ensemble_pool or len(pool)]
-    settings = [("E1", runs.self_distilled, pool[:1]),
-                *((f"E2 m = {m}", students, pool[:m]) for m, students in runs.ensembles.items()),
-                *((f"E3 {NORM_NAMES.get(norm, norm)} λ = {lam:g}", students, [runs.lambda_teachers[norm]])
+    labels = runs.labels
+    settings = [("E1", runs.self_distilled, pool[:1], labels),
+                *((f"E2 m = {m}", students, pool[:m], labels) for m, students in runs.ensembles.items()),
+                *((f"E3 {NORM_NAMES.get(norm, norm)} λ = {lam:g}", students, [runs.lambda_teachers[norm]], labels)
                   for norm, curve in runs.lambdas.items() for lam, students in curve.items()),
-                *((f"E4 {start.replace('_', ' ')}", students, pool[:1]) for start, students in runs.cka.items()),
-                *((f"E5 τ = {tau:g}", students, ensemble) for tau, students in runs.temperatures.items()),
-                ("E5 τ = 4 + MixUp", runs.mixup, ensemble),
-                *((f"E6 {name}", students, pool[:1]) for name, students in runs.optimisers.items())]
+                *((f"E4 {start.replace('_', ' ')}", students, pool[:1], labels) for start, students in runs.cka.items()),
+                *((f"E5 τ = {tau:g}", students, ensemble, labels) for tau, students in runs.temperatures.items()),
+                ("E5 τ = 4 + MixUp", runs.mixup, ensemble, labels),
+                *((f"E6 {name}", students, pool[:1], labels) for name, students in runs.optimisers.items()),
+                *((f"B1 α = {a:g}", students, pool[:1], labels) for a, students in runs.alphas.items()),
+                *((("B2 PreResNet-56 teacher", runs.capacity["students"], runs.capacity["teacher"], labels),)
+                  if runs.capacity else ()),
+                *((f"B3 {k} classes", c.students, c.teachers[:1], c.labels) for k, c in runs.class_counts.items())]
     seen, out = set(), []
-    for setting, students, teachers in settings:
+    for setting, students, teachers, y in settings:
         for s in students:
             key = getattr(s, "id", None) or id(s)
             if key not in seen and teachers:
                 seen.add(key)
-                out.append((setting, s, list(teachers)))
+                out.append(Taught(setting, s, list(teachers), y))
     return out
 
 
-def students_with_teachers(runs) -> list[tuple[object, list]]:
-    """Every student of a `kdlib.claims.ClaimRuns`, once, with its teacher runs (`students_by_setting`)."""
-    return [(s, teachers) for _, s, teachers in students_by_setting(runs)]
-
-
-def agreement_and_gain(pairs: Sequence[tuple[object, Sequence]], labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per (student, teacher runs): its test agreement with that (ensemble) teacher and its test
-    accuracy minus the teacher's, as fractions (B4's two axes)."""
-    agreement = np.array([agreement_per_image(t, [s])[0].mean() for s, t in pairs])
-    teacher_acc = np.array([(teacher_logits(t).argmax(1).numpy() == labels).mean() for _, t in pairs])
-    gain = np.array([correct_per_image([s], labels)[0].mean() for s, _ in pairs]) - teacher_acc
+def agreement_and_gain(taught: Sequence[Taught]) -> tuple[np.ndarray, np.ndarray]:
+    """Per student: its test agreement with its (ensemble) teacher and its test accuracy minus the
+    teacher's, as fractions (B4's two axes)."""
+    agreement = np.array([agreement_per_image(t.teachers, [t.run])[0].mean() for t in taught])
+    teacher_acc = np.array([(teacher_logits(t.teachers).argmax(1).numpy() == t.labels).mean() for t in taught])
+    gain = np.array([correct_per_image([t.run], t.labels)[0].mean() for t in taught]) - teacher_acc
     return agreement, gain
 
 
-def fidelity_and_generalisation(pairs: Sequence[tuple[object, Sequence]], labels: np.ndarray) -> Verdict:
+def fidelity_and_generalisation(pairs: Sequence[Taught]) -> Verdict:
     """B4. Closer matching does not reliably bring better generalisation: across students, the rank
     correlation of test agreement with the own teacher and test accuracy minus that teacher's lies
     below STRONG."""
     claim = (f"Matching the teacher more closely does not reliably make a better student: across the report's "
              f"students, the rank correlation between agreement with the own teacher and the accuracy gained over "
              f"it is below {STRONG:g}.")
-    agreement, gain = agreement_and_gain(pairs, labels)
+    agreement, gain = agreement_and_gain(pairs)
     iv = rank_correlation(agreement, gain)
     parts = (Part("rank correlation of agreement and accuracy gain", iv, STRONG, BELOW, "",
                   {"units": {"students": len(pairs)}, "runs_per_unit": {"students": 1}, "images": 0, "fixed": [],
@@ -144,3 +176,101 @@ def where_they_disagree(teacher, students: Sequence, pool: Sequence) -> Verdict:
     why = _why(parts, "Most of what the students leave unmatched lies on images independent teachers agree on.")
     return Verdict("b6-where-they-disagree", "B6", "disagreements where teachers disagree", claim, evidence, parts,
                    why, scope=f"the students of teacher {teacher.spec.seed}, against these {len(pool)} teachers")
+
+
+def hard_labels(by_alpha: Mapping[float, Sequence], teacher) -> Verdict:
+    """B1. Hard labels make a more teacher-like student: test agreement at the largest alpha minus
+    at alpha 0, seed-paired, above 0."""
+    claim = ("Hard labels help the student match its teacher: with the label loss weighted at the largest α, "
+             "students agree more with their teacher than with none (α = 0).")
+    alphas = sorted(by_alpha)
+    if len(alphas) < 2 or alphas[0] != 0.0:
+        return Verdict("b1-hard-labels", "B1", "hard labels raise agreement", claim,
+                       "Needs students at α = 0 and at one α above it.")
+    top = alphas[-1]
+    base, high = paired(by_alpha[0.0], by_alpha[top])
+    groups = {"α = 0": group(agreement_per_image([teacher], base), base, "seeds"),
+              f"α = {top:g}": group(agreement_per_image([teacher], high), high, "seeds")}
+    parts = family([_part(f"test agreement, α = {top:g} minus α = 0", groups,
+                          lambda m: 100 * (m[f"α = {top:g}"] - m["α = 0"]), 0.0, ABOVE, "points")])
+    shown = "; ".join(f"α = {a:g}: {text.pct(agreement_per_image([teacher], by_alpha[a]))} agreement, "
+                      f"{tables.fmt_metric(by_alpha[a], 'test_acc', 100)} % accuracy ({text.seeds(by_alpha[a])})"
+                      for a in alphas)
+    evidence = f"Test agreement with the teacher and accuracy by α: {shown}. The seed-paired difference is {parts[0].text()}."
+    why = _why(parts, "The label loss did not bring the students closer to their teacher.")
+    return Verdict("b1-hard-labels", "B1", "hard labels raise agreement", claim, evidence, parts, why,
+                   scope=f"the students of teacher {teacher.spec.seed}")
+
+
+def disagreement_share(students: Sequence, teachers: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """(students, images) agreement with teachers[0] and (1, images) mean agreement between the
+    teachers' pairs: the two parts of the share of independent disagreement a student keeps."""
+    agree = agreement_per_image(teachers[:1], students)
+    pairs = np.stack([agreement_per_image([a], [b])[0] for i, a in enumerate(teachers) for b in teachers[i + 1:]])
+    return agree, pairs.mean(0, keepdims=True)
+
+
+def richer_soft_labels(by_count: Mapping[int, ClassRuns]) -> Verdict:
+    """B3. With more classes the student keeps less of the disagreement independent training leaves:
+    the share at the most classes minus at the fewest, below 0; each count on its own test images."""
+    claim = ("With more classes, soft labels carry the teacher further: the share of independent teachers' "
+             "disagreement a student keeps is smaller at the most classes than at the fewest.")
+    counts = sorted(k for k, c in by_count.items() if len(c.teachers) >= 2 and c.students)
+    if len(counts) < 2:
+        return Verdict("b3-classes", "B3", "fidelity gap shrinks with classes", claim,
+                       "Needs students and two teachers at two class counts at least.")
+    few, most = counts[0], counts[-1]
+    groups = {}
+    for k in (few, most):
+        c = by_count[k]
+        agree, pairs = disagreement_share(c.students, c.teachers)
+        groups[f"students, {k} classes"] = Group(agree, units=seeds_of(c.students), images=f"{k} classes")
+        groups[f"teacher pairs, {k} classes"] = Group(pairs, fixed=True, images=f"{k} classes")
+
+    def share(m, k):
+        return (1 - m[f"students, {k} classes"]) / (1 - m[f"teacher pairs, {k} classes"])
+
+    parts = family([_part(f"share kept, {most} minus {few} classes", groups,
+                          lambda m: share(m, most) - share(m, few), 0.0, BELOW, "")])
+    rows = []
+    for k in counts:
+        agree, pairs = disagreement_share(by_count[k].students, by_count[k].teachers)
+        rows.append(f"{k} classes: students agree {text.pct(agree)}, teachers {100 * pairs.mean():.2f} %, share "
+                    f"{np.mean((1 - agree.mean(1)) / (1 - pairs.mean())):.3f}")
+    evidence = f"{'; '.join(rows)}. The difference in share is {parts[0].text()}."
+    why = _why(parts, "More classes did not let the students keep less of the independent disagreement.")
+    return Verdict("b3-classes", "B3", "fidelity gap shrinks with classes", claim, evidence, parts, why,
+                   scope=f"self-distillation on the first {', '.join(map(str, counts))} classes, one teacher pair "
+                         "or pool per count")
+
+
+def capacity_gap(deep, deep_students: Sequence, teacher, students: Sequence, pool: Sequence) -> Verdict:
+    """B2. Fidelity is lower across a capacity gap: the share of independent disagreement kept by the
+    students of a deeper teacher minus that kept by self-distilled students (E1's), seed-paired, above 0."""
+    claim = ("Fidelity is lower across a capacity gap: students of a deeper teacher keep more of the disagreement "
+             "independent training leaves than self-distilled students do.")
+    if len(pool) < 2 or not deep_students or not students:
+        return Verdict("b2-capacity-gap", "B2", "a capacity gap lowers fidelity", claim,
+                       "Needs a deeper teacher's students, E1's students and two pool teachers.")
+    gap, own = paired(deep_students, students)
+    deep_pairs = np.stack([agreement_per_image([deep], [t])[0] for t in pool]).mean(0, keepdims=True)
+    own_agree, own_pairs = disagreement_share(own, [teacher, *[t for t in pool if t is not teacher]])
+    groups = {DEEP: group(agreement_per_image([deep], gap), gap, "seeds"),
+              "E1's students": group(own_agree, own, "seeds"),
+              "deep teacher vs the pool": fixed(deep_pairs), "pool pairs": fixed(own_pairs)}
+
+    def kept(m, who, base):
+        return (1 - m[who]) / (1 - m[base])
+
+    parts = family([_part("share kept, deeper teacher minus self-distillation", groups,
+                          lambda m: kept(m, DEEP, "deep teacher vs the pool")
+                          - kept(m, "E1's students", "pool pairs"), 0.0, ABOVE, "")])
+    evidence = (f"The PreResNet-{deep.spec.depth} teacher reaches {100 * deep.metrics['test_acc']:.2f} % test accuracy "
+                f"(the pool's PreResNet-20s {tables.fmt_metric(pool, 'test_acc', 100)} %). Its students agree with it on "
+                f"{text.pct(groups[DEEP].values)} of the test images, "
+                f"against {100 * deep_pairs.mean():.2f} % for independent PreResNet-20s; E1's students agree "
+                f"{text.pct(own_agree)} with their teacher, independent teachers {100 * own_pairs.mean():.2f} %. "
+                f"The difference in the share kept is {parts[0].text()}.")
+    why = _why(parts, "Across the gap the students kept no more of the independent disagreement than in self-distillation.")
+    return Verdict("b2-capacity-gap", "B2", "a capacity gap lowers fidelity", claim, evidence, parts, why,
+                   scope=f"one PreResNet-{deep.spec.depth} teacher (seed {deep.spec.seed}) and teacher {teacher.spec.seed}")
