@@ -79,6 +79,16 @@ pd.DataFrame([
      "share of disagreement kept": tables.fmt(list(kept["PreResNet-20 → PreResNet-20 (E1)"]), digits=3)},
 ]).set_index("setting")
 
+# %% tags=["hide-input"]
+gap = 100 * (deep.metrics["test_acc"] - np.mean([t.metrics["test_acc"] for t in pool]))
+accuracy_gap = ("at this scale the deeper teacher is no more accurate" if gap <= 0 else
+                "at this scale it is a small one" if gap < 2 else "here it is a real one")
+Markdown(f"""
+The deeper teacher has {params[56] / params[20]:.1f} times the parameters and is {abs(gap):.2f} points
+{'more' if gap >= 0 else 'less'} accurate on the test set than the pool's PreResNet-20s on average. A gap in
+capacity need not be a gap in accuracy ({accuracy_gap}); the question here is the first.
+""")
+
 # %% [markdown]
 # "Independent agreement" is, for the deeper teacher, its mean agreement with the pool's
 # PreResNet-20 teachers (trained without it), and for self-distillation the mean agreement of the
@@ -92,7 +102,8 @@ for i, name in enumerate(names):
 for a, b in zip(*kept.values()):
     ax.plot([0, 1], [a, b], c="0.7", lw=1, zorder=0)
 ax.axhline(1, ls=":", c="0.6")
-ax.set(xticks=[0, 1], xticklabels=names, xlim=(-0.5, 1.5), ylabel="share of independent disagreement kept")
+ax.set(xticks=[0, 1], xticklabels=[n.replace(" → ", " →\n") for n in names], xlim=(-0.5, 1.5),
+       ylabel="share of independent disagreement kept")
 fig.tight_layout()
 
 # %% [markdown]

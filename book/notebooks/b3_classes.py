@@ -73,7 +73,7 @@ for k in counts:
     ax.scatter([k] * len(shares[k]), shares[k], c="tab:blue", s=24)
 ax.plot(counts, [np.mean(shares[k]) for k in counts], "-", c="tab:blue", lw=1)
 ax.axhline(1, ls=":", c="0.6")
-ax.set(xscale="log", xticks=counts, xticklabels=[str(k) for k in counts], xlabel="number of classes",
+ax.set(xticks=counts, xticklabels=[str(k) for k in counts], xlabel="number of classes",
        ylabel="share of independent disagreement kept", ylim=(0, max(1.1, *(s.max() + 0.05 for s in shares.values()))))
 fig.tight_layout()
 

@@ -132,10 +132,10 @@ Markdown(claims.markdown(verdicts))
 # %% [markdown]
 # ## Beyond the paper
 #
-# Three questions the study left open, answered in the part "Beyond the paper" from the same runs
-# (nothing more is trained for them) and judged by the same rules, with rules and boundaries declared
-# in protocol §9 before their numbers were computed. These are our questions, not the paper's claims:
-# they are not counted among its eight.
+# The questions the study left open, answered in the part "Beyond the paper" (B1-B3 with runs of
+# their own, B4-B6 from the runs of every chapter) and judged by the same rules, with rules and
+# boundaries declared in protocol §9 before their numbers were computed. These are our questions,
+# not the paper's claims: they are not counted among its eight.
 
 # %% tags=["hide-input"]
 questions = claims.questions(runs)

@@ -6,11 +6,11 @@
   inconclusive);
 - `kdlib.claims.evidence`: what a claim reads from runs, as groups for the noise model (kdlib.stats);
 - `kdlib.claims.paper`: the eight claims, one function each;
-- `kdlib.claims.beyond`: three questions the study left open (protocol §9), judged the same way;
+- `kdlib.claims.beyond`: the questions the study left open (B1-B6, protocol §9), judged the same way;
 - `kdlib.claims.text`: their sentences and tables.
 
 `collect(experiment)` gathers the runs every claim reads (`ClaimRuns`), `evaluate(runs)` judges
-all eight, `questions(runs)` the three questions beyond the paper; `chapter(experiment, "E5")` gives one chapter's, from that chapter's runs only. The E7 chapter prints the table, and the
+all eight, `questions(runs)` the questions beyond the paper; `chapter(experiment, "E5")` gives one chapter's, from that chapter's runs only. The E7 chapter prints the table, and the
 command line reproduces it from the run cache without training anything.
 """
 
