@@ -152,7 +152,7 @@ def stage_evaluation(ctx) -> dict:
     synchronize(device)
     test_eval = time.perf_counter() - t0
     t0 = time.perf_counter()
-    final_metrics(model, teacher, ds, device, [{"train_loss": 0.0}])
+    final_metrics(model, teacher, ds, device, 0.0)
     synchronize(device)
     return {"test_eval_seconds": round(test_eval, 3),
             "final_metrics_seconds_5_teachers": round(time.perf_counter() - t0, 2)}

@@ -25,7 +25,7 @@ import math
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -34,7 +34,6 @@ import kdlib
 from kdlib import data as kdata
 from kdlib import evaluate as ev
 from kdlib import logit_cache as lcache
-from kdlib import metrics as km
 from kdlib.cache import Run, RunCache
 from kdlib.config import Recipe, Spec, StudentSpec, stable_seed
 from kdlib.device import CHANNELS_LAST, autocast, backend_flags
@@ -235,22 +234,6 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, spec: Spec, batche
     return loss_sum, correct
 
 
-# A history entry's test metrics: what `_evaluate_epoch` measures, and what the last entry copies
-# from the final metrics (the same fp32 quantities of the same weights, measured once).
-HISTORY_METRICS = ("test_acc", "test_nll", "test_agreement", "test_kl")
-
-
-def _evaluate_epoch(model, test_x, test_y, teacher_test, device) -> dict:
-    """A history entry's test metrics, in fp32 whatever the training precision, as the final metrics
-    are: the claims read the history too (how far agreement rose over the last fifth of training),
-    and bf16 rounding moved a student's agreement by up to 0.6 points at the reduced scale."""
-    logits = ev.predict(model, test_x, device)
-    entry = {"test_acc": km.accuracy(logits, test_y), "test_nll": km.nll(logits, test_y)}
-    if teacher_test is not None:
-        entry.update(ev.fidelity_metrics(teacher_test, logits, "test"))
-    return entry
-
-
 # ---------------------------------------------------------------------------------------------
 # A whole run
 
@@ -282,9 +265,10 @@ def _targets(key: RunKey, teacher_runs: list[Run], data: TrainSet, test_x, cache
 
 
 def _checkpoint(key: RunKey, path, device: torch.device) -> dict | None:
-    """The run's last checkpoint, if it has one that passes its checksum (a damaged one is dropped,
-    with a warning). Resuming on another device than the one that wrote it changes the data order
-    from there on (each device type has its own generators): allowed, with a warning, and recorded."""
+    """The run's last checkpoint, if it has one that passes its checksum and is this run's (a damaged
+    one, or one whose recorded key is another run's, is dropped with a warning). Resuming on another
+    device than the one that wrote it changes the data order from there on (each device type has its
+    own generators): allowed, with a warning, and recorded."""
     if not path.exists():
         return None
     try:
@@ -292,12 +276,44 @@ def _checkpoint(key: RunKey, path, device: torch.device) -> dict | None:
     except CorruptFileError as e:
         warnings.warn(f"run {key.id}: ignoring a damaged checkpoint and starting over ({e})")
         return None
+    if state.get("key", key.payload()) != key.payload():  # checkpoints before the key was stored: trusted
+        warnings.warn(f"run {key.id}: ignoring a checkpoint written for another run and starting over")
+        return None
     last = state.get("devices", [{}])[-1]
     if last.get("device") not in (None, device.type) or last.get("torch") not in (None, str(torch.__version__)):
         warnings.warn(f"run {key.id}: resuming on {device.type} (torch {torch.__version__}) at epoch "
                       f"{state['epoch'] + 1} a run trained on {last.get('device')} (torch {last.get('torch')}): the "
                       "data order from here on follows this device's generators; info['devices'] records both")
     return state
+
+
+@dataclass
+class _Progress:
+    """What a run has done so far, as its checkpoint carries it: the epochs trained, their history,
+    the seconds they took, the devices and the epochs it was resumed after."""
+
+    epoch: int
+    history: list[dict]
+    seconds: float = 0.0
+    devices: list[dict] = field(default_factory=list)
+    resumes: list[int] = field(default_factory=list)
+
+    @classmethod
+    def resumed(cls, state: dict) -> "_Progress":
+        return cls(state["epoch"], state["history"], state["seconds"], state.get("devices", []),
+                   [*state.get("resumes", []), state["epoch"]])
+
+    def on(self, device: torch.device) -> None:
+        """Record that training goes on on `device` (a new entry when it differs from the last)."""
+        here = {"from_epoch": self.epoch + 1, "device": device.type, "torch": str(torch.__version__)}
+        same = {k: v for k, v in here.items() if k != "from_epoch"}
+        if not self.devices or {k: v for k, v in self.devices[-1].items() if k != "from_epoch"} != same:
+            self.devices.append(here)
+
+    def checkpoint(self, key: RunKey, model: nn.Module, opt: torch.optim.Optimizer) -> dict:
+        return {"key": key.payload(), "epoch": self.epoch, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "history": self.history, "seconds": self.seconds,
+                "devices": self.devices, "resumes": self.resumes}
 
 
 def train(key: RunKey, dataset: kdata.Dataset, cache: RunCache, teacher_runs: list[Run], options: TrainOptions) -> Run:
@@ -311,29 +327,25 @@ def train(key: RunKey, dataset: kdata.Dataset, cache: RunCache, teacher_runs: li
         ckpt_path = cache.folder(key.id) / "checkpoint.pt"
         state = _checkpoint(key, ckpt_path, device)
         lr0 = spec.start_lr if isinstance(spec, StudentSpec) else recipe.lr
-        if state is None:
+        if state is None:  # fresh weights: a student's start (protocol §6 E3, E4), or a teacher's
             model = (init_student(spec, teacher_runs, data, dataset.num_classes) if isinstance(spec, StudentSpec)
-                     else initial_model(spec, dataset.num_classes).to(device)).to(memory_format=CHANNELS_LAST)
-            opt = make_optimizer(model, recipe, lr0)
-            start, history, seconds, devices, resumes = 0, [], 0.0, [], []
-            history.append({"epoch": 0, "lr": lr0,
-                            **_evaluate_epoch(model, test_x, test_y, targets.test, device)})
-        else:
-            model = initial_model(spec, dataset.num_classes).to(device, memory_format=CHANNELS_LAST)
+                     else initial_model(spec, dataset.num_classes).to(device))
+        else:  # the checkpoint's weights
+            model = initial_model(spec, dataset.num_classes).to(device)
             model.load_state_dict(state["model"])
-            opt = make_optimizer(model, recipe, lr0)
+        model = model.to(memory_format=CHANNELS_LAST)
+        opt = make_optimizer(model, recipe, lr0)
+        if state is None:
+            done = _Progress(0, [{"epoch": 0, "lr": lr0, **ev.epoch_metrics(model, test_x, test_y, targets.test, device)}])
+        else:
             opt.load_state_dict(state["optimizer"])
-            start, history, seconds = state["epoch"], state["history"], state["seconds"]
-            devices, resumes = state.get("devices", []), [*state.get("resumes", []), start]
-        here = {"from_epoch": start + 1, "device": device.type, "torch": str(torch.__version__)}
-        if not devices or {k: v for k, v in devices[-1].items() if k != "from_epoch"} != \
-                {k: v for k, v in here.items() if k != "from_epoch"}:
-            devices = [*devices, here]
+            done = _Progress.resumed(state)
+        done.on(device)
         model_fwd = torch.compile(model) if options.compile else model  # shares the model's parameters
 
-        bar = Progress(recipe.epochs, f"{spec.kind} {key.id[:8]}", unit="epoch", initial=start,
+        bar = Progress(recipe.epochs, f"{spec.kind} {key.id[:8]}", unit="epoch", initial=done.epoch,
                        enabled=options.progress)
-        for epoch in range(start, recipe.epochs):
+        for epoch in range(done.epoch, recipe.epochs):
             t0 = time.perf_counter()
             lr = recipe.lr_at(epoch, lr0)
             for group in opt.param_groups:
@@ -348,21 +360,20 @@ def train(key: RunKey, dataset: kdata.Dataset, cache: RunCache, teacher_runs: li
             entry = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
                      "train_acc_inloop": correct.item() / (batches.steps * recipe.batch_size)}
             if (epoch + 1) % recipe.eval_every == 0 and epoch + 1 < recipe.epochs:  # the last: below
-                entry.update(_evaluate_epoch(model, test_x, test_y, targets.test, device))
-            history.append(entry)
-            seconds += time.perf_counter() - t0
-            save_tensors(ckpt_path, {"epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                                     "history": history, "seconds": seconds, "devices": devices,
-                                     "resumes": resumes})
+                entry.update(ev.epoch_metrics(model, test_x, test_y, targets.test, device))
+            done.history.append(entry)
+            done.epoch, done.seconds = epoch + 1, done.seconds + time.perf_counter() - t0
+            save_tensors(ckpt_path, done.checkpoint(key, model, opt))
             bar.update(1, **{k: v for k, v in entry.items() if k in ("train_loss", "test_acc", "test_agreement")})
         bar.close()
 
         t0 = time.perf_counter()
-        metrics, outputs = ev.final_metrics(model, targets.teacher, dataset, device, history,
+        metrics, outputs = ev.final_metrics(model, targets.teacher, dataset, device, done.history[-1]["train_loss"],
                                             teacher_test=targets.test, teacher_runs=teacher_runs)
-        history[-1].update({k: metrics[k] for k in HISTORY_METRICS if k in metrics})
-    info = {"train_seconds": round(seconds, 2), "eval_seconds": round(time.perf_counter() - t0, 2),
-            "device": str(device), "devices": devices, "resumed_after_epochs": resumes,
+        # the last entry's test metrics are the final ones: the same fp32 quantities of the same weights
+        history = [*done.history[:-1], {**done.history[-1], **ev.history_part(metrics)}]
+    info = {"train_seconds": round(done.seconds, 2), "eval_seconds": round(time.perf_counter() - t0, 2),
+            "device": str(device), "devices": done.devices, "resumed_after_epochs": done.resumes,
             "precision": key.precision, "compile": options.compile,
             "channels_last": True,
             "teacher_logits": None if targets.teacher is None else ("cache" if key.cached_logits else "on the fly"),

@@ -319,3 +319,13 @@ def test_an_undecided_question_says_why_without_claiming_the_opposite():
     failed, _ = CASES[("B3", FAILS)]()
     assert "inside the noise" in undecided.why and "did not let" not in undecided.why
     assert "did not let" in failed.why
+
+
+def test_the_power_table_counts_seeds_for_the_questions_and_not_for_b4s_students():
+    b4, _ = CASES[("B4", HOLDS)]()
+    b2, _ = CASES[("B2", INCONCLUSIVE)]()
+    assert claims.power(b4.parts[0]) is None
+    needed = claims.power(b2.parts[0])
+    assert needed is None or needed > 3  # undecided at 3 seeds: more would be needed, if any count does
+    table = claims.power_table([b4, b2])
+    assert "not a seed count" in table and table.count("\n") == 3

@@ -148,6 +148,23 @@ def test_damaged_checkpoint_is_discarded_with_a_warning(synthetic, tmp_path):
     assert run.history[-1]["epoch"] == 1
 
 
+def test_a_checkpoint_of_another_run_is_discarded_with_a_warning(synthetic, tmp_path, interrupted_at_step):
+    """The checkpoint carries its run's key: one found in another run's folder is not resumed from."""
+    first = TeacherSpec(recipe=Recipe(epochs=3, batch_size=20, lr=0.05), seed=5)
+    other = TeacherSpec(recipe=Recipe(epochs=3, batch_size=20, lr=0.05), seed=6)
+    cache = RunCache(tmp_path)
+    interrupted_at_step(8, lambda: get_run(first, synthetic, cache, device="cpu", progress=False))
+    source = cache.folder(run_id(first, synthetic.cache_key())) / "checkpoint.pt"
+    from kdlib.files import load_tensors
+    assert load_tensors(source)["key"]["spec"]["seed"] == 5
+    target = cache.folder(run_id(other, synthetic.cache_key()))
+    target.mkdir(parents=True)
+    (target / "checkpoint.pt").write_bytes(source.read_bytes())
+    with pytest.warns(UserWarning, match="checkpoint written for another run"):
+        run = get_run(other, synthetic, cache, device="cpu", progress=False)
+    assert run.info["resumed_after_epochs"] == [] and run.spec.seed == 6
+
+
 def test_nan_loss_stops_with_run_and_epoch(synthetic, tmp_path):
     spec = TeacherSpec(recipe=Recipe(epochs=2, batch_size=20, lr=1e30), seed=0)
     with pytest.raises(FloatingPointError, match=r"run [0-9a-f]{16} \(teacher\).*epoch 1"):
@@ -424,14 +441,15 @@ def test_teachers_store_train_logits_and_students_reuse_them(synthetic, tmp_path
     teacher = Teacher([r.load_model() for r in runs])
     model = initial_model(student.spec)
     model.load_state_dict(student.state_dict())
-    computed, _ = final_metrics(model, teacher, synthetic, torch.device("cpu"), student.history)
+    computed, _ = final_metrics(model, teacher, synthetic, torch.device("cpu"), student.history[-1]["train_loss"])
     real_predict = ev.predict
 
     def predict(net, *a, **k):
         assert net is not teacher, "the teacher ran again although its runs stored its logits"
         return real_predict(net, *a, **k)
     monkeypatch.setattr(ev, "predict", predict)
-    reused, _ = final_metrics(model, teacher, synthetic, torch.device("cpu"), student.history, teacher_runs=runs)
+    reused, _ = final_metrics(model, teacher, synthetic, torch.device("cpu"), student.history[-1]["train_loss"],
+                              teacher_runs=runs)
     assert reused.keys() == computed.keys()
     for key in computed:
         assert reused[key] == pytest.approx(computed[key], rel=1e-5, abs=1e-6), key

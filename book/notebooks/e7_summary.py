@@ -142,7 +142,9 @@ questions = claims.questions(runs)
 fig = verdict_figure(questions)
 
 # %% tags=["hide-input"]
-Markdown(claims.summary_table(questions) + "\n\n" + claims.markdown(questions))
+undecided = [f"- **{v.experiment}:** {claims.deciding_runs(v)}" for v in questions if v.verdict == claims.INCONCLUSIVE]
+Markdown(claims.summary_table(questions) + "\n\n" + claims.markdown(questions)
+         + ("\n\nThe runs that would decide the undecided ones:\n\n" + "\n".join(undecided) if undecided else ""))
 
 # %% [markdown]
 # ## Corrections to earlier work, and their effect

@@ -198,7 +198,10 @@ def power(part: Part, effect: float | None = None, target: float = 0.8, most: in
     parts: the seed part scales as 1 / units, the images' part stays. As the interval does, each
     part keeps its own t quantile (its degrees of freedom: U - 1 per block, summed over pooled
     blocks): decided when |effect - boundary| exceeds the 95 % half-width plus the `target`
-    quantile's. None when no count up to `most` would (or no variance was measured)."""
+    quantile's. None when no count up to `most` would, no variance was measured, or the part's noise
+    is not a seed model (B4's students as draws)."""
+    if "model" in part.noise:
+        return None
     iv = part.interval
     effect = iv.estimate if effect is None else effect
     units = max(part.noise["units"].values(), default=0)
@@ -247,6 +250,6 @@ def power_table(verdicts: Sequence[Verdict]) -> str:
         for p in v.parts:
             units = max(p.noise["units"].values(), default=0)
             needed = power(p)
-            rows.append(f"| {v.experiment} · {v.title} | {p.name}: {p.text()} | {units} | {p.verdict} | "
-                        f"{needed if needed is not None else '> 64'} |")
+            said = ("not a seed count" if "model" in p.noise else needed if needed is not None else "> 64")
+            rows.append(f"| {v.experiment} · {v.title} | {p.name}: {p.text()} | {units} | {p.verdict} | {said} |")
     return "\n".join(rows)
