@@ -4,7 +4,7 @@
 (keys, teachers first) and hands it here. Each missing run becomes a task with one CPU and a
 fraction of a GPU (five runs per GPU when the cluster has GPUs, as the original authors ran them),
 submitted as soon as its teachers are in the cache; a task receives the run's key, never re-derives
-it, and calls the same `kdlib.runs.obtain` as an inline run, so it takes the run's lock itself:
+it, and calls the same `kdlib.schedule.obtain` as an inline run, so it takes the run's lock itself:
 a run that another process is training holds up only its own task.
 
 Where a worker trains. When the driver's run cache is on storage the worker reaches (the same
@@ -26,17 +26,18 @@ import os
 import re
 import tempfile
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from kdlib import data as kdata
-from kdlib.cache import RunCache
+from kdlib.cache import Run, RunCache
 from kdlib.device import check_device_name, resolve_device
 from kdlib.identity import RunKey
 from kdlib.progress import Progress
-from kdlib.runs import failure, obtain, ray_address, startable
+from kdlib.schedule import Outcome, failure, obtain, startable
 from kdlib.train import TrainOptions
 
 # The Ray GPU share of one run when the cluster has GPUs: five runs per GPU, as the original
@@ -92,6 +93,15 @@ def _train_remotely(key: RunKey, dataset: kdata.Dataset, where: _Where, device: 
         return "files", cache.export_run(run.id)
 
 
+def ray_address(executor: str) -> str | None:
+    """The address in "ray://host:port" (itself) or "ray:<address>" (<address>); None otherwise."""
+    if executor.startswith("ray://"):
+        return executor if len(executor) > len("ray://") else None
+    if executor.startswith("ray:"):
+        return executor[len("ray:"):] or None
+    return None
+
+
 class RayBackend:
     """A connected Ray instance or cluster, and the device its tasks train on."""
 
@@ -107,10 +117,10 @@ class RayBackend:
         ray = _connect(executor)
         return cls(ray, _gpus_per_run(ray, gpus_per_run, device), device)
 
-    def execute(self, order: list[RunKey], runs: dict, failures: dict, dataset: kdata.Dataset, cache: RunCache,
-                progress: bool) -> None:
-        """Train the plan's missing runs on Ray: each as soon as its teachers are in `runs`; fill
-        `runs` and `failures` as tasks finish."""
+    def execute(self, order: list[RunKey], cached: Mapping[RunKey, Run], dataset: kdata.Dataset, cache: RunCache,
+                progress: bool) -> Outcome:
+        """Train the plan's missing runs on Ray, each as soon as its teachers have finished; returns
+        what finished and what failed."""
         ray = self.ray
         task = ray.remote(_train_remotely).options(num_cpus=1, num_gpus=self.gpus, name="kdlib-run",
                                                    max_retries=MAX_RETRIES)
@@ -118,39 +128,40 @@ class RayBackend:
         where = _Where(str(cache.root.resolve()), cache_token(cache.root))
         data_ref = ray.put(dataset)  # one copy in the object store, shared by every task
         shipped = {}  # teacher key -> ObjectRef of (run id, files), for workers without the driver's cache
-        todo = [k for k in order if k not in runs]
+        out, done = Outcome(), dict(cached)
+        todo = [k for k in order if k not in done]
         pending = {}  # ObjectRef -> key
         bar = Progress(len(todo), f"runs on Ray ({self.gpus:g} GPU each)", unit="run", enabled=progress)
         try:
             while todo or pending:
-                for key in startable(todo, runs, failures, bar):
+                for key in startable(todo, done, out.failures, bar):
                     for t in key.teachers:
                         if t not in shipped:
                             shipped[t] = ray.put((t.id, cache.export_run(t.id)))
                     pending[task.remote(key, data_ref, where, device, *[shipped[t] for t in key.teachers])] = key
                 if not pending:
                     break
-                (done,), _ = ray.wait(list(pending), num_returns=1)
-                key = pending.pop(done)
+                (ready,), _ = ray.wait(list(pending), num_returns=1)
+                key = pending.pop(ready)
                 try:
-                    how, files = ray.get(done)
-                    runs[key] = cache.load(key.id) if how == "shared" else cache.import_run(key.id, files)
-                    if runs[key] is None:
+                    how, files = ray.get(ready)
+                    run = cache.load(key.id) if how == "shared" else cache.import_run(key.id, files)
+                    if run is None:
                         raise RuntimeError(f"run {key.id}: the worker reported it finished in the shared cache "
                                            f"{cache.root}, where it is missing")
+                    done[key] = out.runs[key] = run
                 except ray.exceptions.RayTaskError as e:
                     cause = e.cause if isinstance(e.cause, BaseException) else e
                     tb = "Traceback (on the Ray worker):\n" + re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # no colours
-                    failures[key] = failure(key, cause, tb=tb)
-                    runs.pop(key, None)
+                    out.failures[key] = failure(key, cause, tb=tb)
                 except Exception as e:  # a worker crashed for good, or its files failed the driver's checks
-                    failures[key] = failure(key, e)
-                    runs.pop(key, None)
+                    out.failures[key] = failure(key, e)
                 bar.update()
         finally:
             for ref in pending:  # interrupted: stop what is still running
                 ray.cancel(ref, force=True)
             bar.close()
+        return out
 
 
 def _connect(executor: str):

@@ -3,15 +3,16 @@
 Both go the same way, in one direction:
 1. each spec becomes its run's key (kdlib.identity.RunKey.of), once: the device decides "auto"
    precision, the logit-cache mode and the recipe decide the cache;
-2. `plan` orders the keys teachers before students, without duplicates, and finds the cached runs
-   (a damaged one is moved aside with a warning and counts as missing); `check_plan` refuses, before
-   anything trains, a run whose batch does not fit the training set;
-3. each missing run is obtained in plan order (`obtain`: under the run's lock, so a run that another
-   process or thread is training is waited for, then reused), by kdlib.train.train.
+2. `kdlib.schedule.plan` orders the keys teachers before students, without duplicates, and finds the
+   cached runs (a damaged one is moved aside with a warning and counts as missing); `check_plan`
+   refuses, before anything trains, a run whose batch does not fit the training set;
+3. each missing run is obtained in plan order (`kdlib.schedule.obtain`: under the run's lock, so a run
+   that another process or thread is training is waited for, then reused), by kdlib.train.train.
 Inline with workers=1, step 3 runs here, one run after another. Inline with more workers, the plan's
 missing runs go to that many local worker processes (spawned; each with its share of the CPU's torch
 threads), each run as soon as its teachers are finished; with a Ray executor (kdlib.executor) the
-same plan goes to Ray workers. Both call the same `obtain`.
+same plan goes to Ray workers. Every executor calls the same `obtain` and returns what it finished
+and what failed (`kdlib.schedule.Outcome`); `run_all` raises the failures.
 
 Worker processes are spawned, not forked: a script that calls `run_all` with workers > 1 must
 guard its top level with `if __name__ == "__main__":` (notebooks and `python -c` need nothing).
@@ -31,26 +32,25 @@ import multiprocessing
 import os
 import pickle
 import signal
-import traceback
-import warnings
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from kdlib import data as kdata
 from kdlib import train as ktrain
-from kdlib.cache import CorruptRunError, Run, RunCache
+from kdlib.cache import Run, RunCache
 from kdlib.checks import check_bool, check_int, check_number
 from kdlib.config import Spec, StudentSpec, TeacherSpec
 from kdlib.device import named_device, resolve_device
+from kdlib.executor import ray_address
 from kdlib.identity import RunKey
 from kdlib.logit_cache import check_mode
 from kdlib.progress import Progress
+from kdlib.schedule import (Outcome, RunFailure, check_plan, describe, max_parallel, obtain, plan, startable,
+                            teacher_failed)
 
 # "ray" starts a local Ray instance (or joins the one RAY_ADDRESS names, or the one this process
 # is already connected to); "ray://<host>:<port>" is a Ray Client address; "ray:<address>" passes
@@ -88,26 +88,6 @@ class MissingRunsError(LookupError):
         super().__init__("\n".join(lines))
 
 
-@dataclass(frozen=True)
-class RunFailure:
-    run_id: str
-    spec: Spec
-    error: str      # "ExceptionType: message", or why the run was not started
-    traceback: str  # the failing run's traceback, as raised where it ran; "" if it never started
-
-
-def describe(spec: Spec) -> str:
-    """A short, readable summary of a spec for messages."""
-    r = spec.recipe
-    recipe = f"{r.epochs} epochs, {r.optimizer} lr {r.lr:g}" + (", MixUp" if r.mixup else "")
-    if isinstance(spec, TeacherSpec):
-        return f"teacher seed {spec.seed}, {spec.norm}norm, {recipe}"
-    init = "" if spec.init == "random" else f", init {spec.init}" + (
-        f" lam {spec.lam:g}" if spec.init == "interpolate" else "")
-    teachers = ",".join(str(t.seed) for t in spec.teachers)
-    return f"student seed {spec.seed} of teacher(s) {teachers}, tau {spec.tau:g}{init}, {spec.norm}norm, {recipe}"
-
-
 def check_executor(executor) -> str:
     """The executor name, validated; a Ray executor also needs Ray installed."""
     ok = isinstance(executor, str) and (executor in ("inline", "ray") or ray_address(executor) is not None)
@@ -124,85 +104,12 @@ def check_workers(workers) -> int:
     return check_int("workers", workers, 1)
 
 
-def ray_address(executor: str) -> str | None:
-    """The address in "ray://host:port" (itself) or "ray:<address>" (<address>); None otherwise."""
-    if executor.startswith("ray://"):
-        return executor if len(executor) > len("ray://") else None
-    if executor.startswith("ray:"):
-        return executor[len("ray:"):] or None
-    return None
-
-
 def _check_specs(specs) -> list[Spec]:
     specs = list(specs)
     for spec in specs:
         if not isinstance(spec, (TeacherSpec, StudentSpec)):
             raise ValueError(f"specs must be TeacherSpec or StudentSpec objects, got {type(spec).__name__}")
     return specs
-
-
-# ---------------------------------------------------------------------------------------------
-# The plan, shared by every executor
-
-def plan(keys: Sequence[RunKey], cache: RunCache) -> tuple[list[RunKey], dict[RunKey, Run]]:
-    """Every run needed for `keys`, teachers before their students, without duplicates; and the
-    cached ones. A missing student needs its teachers, a cached one does not. A damaged run is moved
-    aside (a warning) and counts as missing."""
-    order, cached = {}, {}
-
-    def visit(key: RunKey):
-        if key in order:
-            return
-        run = _load_or_set_aside(cache, key.id)
-        if run is None:
-            for teacher in key.teachers:
-                visit(teacher)
-        else:
-            cached[key] = run
-        order[key] = None
-
-    for key in keys:
-        visit(key)
-    return list(order), cached
-
-
-def check_plan(order: Sequence[RunKey], cached: dict[RunKey, Run], dataset: kdata.Dataset) -> None:
-    """Refuse, before anything trains, a run that cannot train on `dataset`: one whose batch is larger
-    than the training set (a full batch every step is how an epoch is defined)."""
-    n = len(dataset.train)
-    bad = [k for k in order if k not in cached and k.spec.recipe.batch_size > n]
-    if bad:
-        raise ValueError(f"batch_size must be at most the training set's {n} images; "
-                         + "; ".join(f"run {k.id} ({describe(k.spec)}) has batch_size {k.spec.recipe.batch_size}"
-                                     for k in bad))
-
-
-def _load_or_set_aside(cache: RunCache, rid: str) -> Run | None:
-    """The finished run `rid`, or None; a damaged one is moved aside (warning) and counts as missing."""
-    try:
-        return cache.load(rid)
-    except CorruptRunError as first:
-        with cache.lock(rid):
-            try:
-                return cache.load(rid)  # another process may have replaced it meanwhile
-            except CorruptRunError:
-                aside = cache.move_aside(rid)
-        warnings.warn(f"{first} -- moved to {aside}; training it again", stacklevel=4)
-        return None
-
-
-def obtain(key: RunKey, dataset: kdata.Dataset, cache: RunCache, teacher_runs: list[Run],
-           options: ktrain.TrainOptions) -> Run:
-    """The finished run `key`: from `cache`, else trained now under the run's lock (a second process
-    or thread asking for it waits, then reuses the result)."""
-    run = cache.load(key.id)
-    if run is not None:
-        return run
-    with cache.lock(key.id):
-        run = cache.load(key.id)  # finished by another process while we waited
-        if run is not None:
-            return run
-        return ktrain.train(key, dataset, cache, teacher_runs, options)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,80 +180,35 @@ def run_all(specs: Sequence[Spec], dataset: kdata.Dataset, *, executor: str = "i
     keys = [RunKey.of(s, dataset, options.device, precision, logit_cache) for s in specs]
     order, runs = plan(keys, cache)
     check_plan(order, runs, dataset)
-    failures: dict[RunKey, RunFailure] = {}
     if backend is None:
         n = min(workers, max_parallel(order, runs))
-        if n <= 1:
-            first_error = _run_inline(order, runs, failures, dataset, cache, options)
-        else:
-            first_error = _run_in_processes(order, runs, failures, dataset, cache, options, n)
+        outcome = (_run_inline(order, runs, dataset, cache, options) if n <= 1
+                   else _run_in_processes(order, runs, dataset, cache, options, n))
     else:
-        first_error = None
-        backend.execute(order, runs, failures, dataset, cache, progress)
-    if failures:
-        raise RunsFailedError([failures[k] for k in order if k in failures], sum(k in runs for k in order)) \
-            from first_error
+        outcome = backend.execute(order, runs, dataset, cache, progress)
+    runs = {**runs, **outcome.runs}
+    if outcome.failures:
+        raise RunsFailedError([outcome.failures[k] for k in order if k in outcome.failures],
+                              sum(k in runs for k in order)) from outcome.first_error
     return [runs[k] for k in keys]
 
 
-def failure(key: RunKey, error: BaseException, tb: str | None = None) -> RunFailure:
-    if tb is None:
-        tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    return RunFailure(key.id, key.spec, f"{type(error).__name__}: {error}", tb)
-
-
-def startable(todo: list[RunKey], runs: dict, failures: dict, bar) -> list[RunKey]:
-    """Take out of `todo` (plan order, teachers first) the runs that can start now, all of whose
-    teachers are finished; a run one of whose teachers failed is taken out too, recorded in
-    `failures` as not started, and counted on `bar`. Used by every parallel executor."""
-    out = []
-    for key in list(todo):
-        skipped = teacher_failed(key, failures)
-        if skipped is not None:
-            failures[key] = skipped
-            todo.remove(key)
-            bar.update()
-        elif all(t in runs for t in key.teachers):
-            todo.remove(key)
-            out.append(key)
-    return out
-
-
-def teacher_failed(key: RunKey, failures: dict[RunKey, RunFailure]) -> RunFailure | None:
-    """Why `key` cannot start: a failure if one of its teachers failed, else None."""
-    failed = [t.id for t in key.teachers if t in failures]
-    if not failed:
-        return None
-    return RunFailure(key.id, key.spec, f"not started: its teacher run(s) {', '.join(failed)} failed", "")
-
-
-def _run_inline(order, runs, failures, dataset, cache, options) -> BaseException | None:
-    """Obtain every missing run of the plan in order, here; returns the first error (failures filled)."""
-    first_error = None
-    missing = [k for k in order if k not in runs]
+def _run_inline(order, cached: Mapping[RunKey, Run], dataset, cache, options) -> Outcome:
+    """Obtain every missing run of the plan in order, here."""
+    out, done = Outcome(), dict(cached)
+    missing = [k for k in order if k not in done]
     with Progress(len(missing), "runs", unit="run", enabled=options.progress and bool(missing)) as bar:
         for key in missing:
-            skipped = teacher_failed(key, failures)
+            skipped = teacher_failed(key, out.failures)
             if skipped is not None:
-                failures[key] = skipped
+                out.failures[key] = skipped
             else:
                 try:
-                    runs[key] = obtain(key, dataset, cache, [runs[t] for t in key.teachers], options)
+                    done[key] = out.runs[key] = obtain(key, dataset, cache, [done[t] for t in key.teachers], options)
                 except Exception as e:  # reported with the others; KeyboardInterrupt stops at once
-                    failures[key] = failure(key, e)
-                    first_error = first_error or e
+                    out.failed(key, e)
             bar.update()
-    return first_error
-
-
-def max_parallel(order: Sequence[RunKey], runs: dict[RunKey, Run]) -> int:
-    """How many of the plan's missing runs can train at once: the most on one level, where a run's
-    level is one more than the highest of its missing teachers' (0 when none is missing)."""
-    level: dict[RunKey, int] = {}
-    for key in order:  # teachers first
-        if key not in runs:
-            level[key] = 1 + max((level[t] for t in key.teachers if t in level), default=-1)
-    return max(Counter(level.values()).values(), default=0)
+    return out
 
 
 # The dataset of this worker process, set once by `_init_worker`.
@@ -384,18 +246,18 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
             process.terminate()
 
 
-def _run_in_processes(order, runs, failures, dataset, cache, options, workers: int) -> BaseException | None:
+def _run_in_processes(order, cached: Mapping[RunKey, Run], dataset, cache, options, workers: int) -> Outcome:
     """Obtain every missing run of the plan in up to `workers` local processes, each run as soon as
-    its teachers are in `runs`; returns the first error (failures filled). Interrupted, or on any
-    error here, the workers are stopped before it is raised."""
-    todo = [k for k in order if k not in runs]
+    its teachers have finished. Interrupted, or on any error here, the workers are stopped before it
+    is raised."""
+    out, done = Outcome(), dict(cached)
+    todo = [k for k in order if k not in done]
     if not todo:
-        return None
-    processes = min(workers, max_parallel(order, runs))  # no idle processes: each imports torch
+        return out
+    processes = min(workers, max_parallel(order, done))  # no idle processes: each imports torch
     threads = max(1, (os.cpu_count() or 1) // workers)
     root, device = str(cache.root.resolve()), str(options.device)
     position = {k: i for i, k in enumerate(order)}
-    first_error = None
     pending: dict[Future, RunKey] = {}
     pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker,
@@ -404,17 +266,16 @@ def _run_in_processes(order, runs, failures, dataset, cache, options, workers: i
     finished = False
     try:
         while todo or pending:
-            for key in startable(todo, runs, failures, bar):
+            for key in startable(todo, done, out.failures, bar):
                 try:
                     pending[pool.submit(_train_in_worker, key, root, device)] = key
                 except BrokenProcessPool as e:  # a worker died (killed, out of memory): no more runs start
-                    failures[key] = failure(key, e)
-                    first_error = first_error or e
+                    out.failed(key, e)
                     bar.update()
             if not pending:
                 break
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in sorted(done, key=lambda f: position[pending[f]]):
+            finished_now, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in sorted(finished_now, key=lambda f: position[pending[f]]):
                 key = pending.pop(future)
                 try:
                     future.result()
@@ -422,10 +283,9 @@ def _run_in_processes(order, runs, failures, dataset, cache, options, workers: i
                     if run is None:
                         raise RuntimeError(f"run {key.id}: a worker process reported it finished in {cache.root}, "
                                            "where it is missing")
-                    runs[key] = run
+                    done[key] = out.runs[key] = run
                 except Exception as e:  # the run raised in its worker, the worker died, or its files are damaged
-                    failures[key] = failure(key, e, tb=_worker_traceback(e))
-                    first_error = first_error or e
+                    out.failed(key, e, tb=_worker_traceback(e))
                 bar.update()
         finished = True
     finally:
@@ -435,7 +295,7 @@ def _run_in_processes(order, runs, failures, dataset, cache, options, workers: i
             _stop_workers(pool)
         pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
-    return first_error
+    return out
 
 
 def cached_runs(specs: Sequence[Spec], dataset: kdata.Dataset, *, cache: RunCache | None = None,
