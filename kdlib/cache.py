@@ -39,7 +39,7 @@ import torch
 from kdlib.config import Spec
 from kdlib.files import (CorruptFileError, atomic_write_bytes, checked_payload, load_tensors,  # noqa: F401
                          read_json, save_tensors, write_json)
-from kdlib.identity import CODE_VERSION, RunKey, canonical, run_id  # noqa: F401  (re-exported)
+from kdlib.identity import RunKey, canonical
 
 # A finished run's files, in the order they are written: result.json last marks it complete.
 RUN_FILES = ("spec.json", "model.pt", "logits.pt", "result.json")

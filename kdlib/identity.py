@@ -100,8 +100,3 @@ class RunKey:
     @property
     def kind(self) -> str:
         return self.spec.kind
-
-
-def run_id(spec: Spec, data_key: dict, variant: dict | None = None) -> str:
-    """The id of `spec` on the data `data_key` with the numerics `variant` (as RunKey.variant writes it)."""
-    return RunKey.from_record(spec_to_dict(spec), data_key, variant).id

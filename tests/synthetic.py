@@ -8,6 +8,15 @@ import torch
 from kdlib import data as kdata
 
 
+def run_id(spec, data_key: dict, variant: dict | None = None) -> str:
+    """The id of `spec` on the data `data_key` with the numerics `variant` (as RunKey.variant writes
+    it): the tests' way to name a run from an explicit data key, without a dataset or a device."""
+    from kdlib.config import spec_to_dict
+    from kdlib.identity import RunKey
+
+    return RunKey.from_record(spec_to_dict(spec), data_key, variant).id
+
+
 def synthetic_dataset(n_train: int = 100, n_test: int = 50) -> kdata.Dataset:
     g = torch.Generator().manual_seed(0)
 

@@ -4,9 +4,9 @@ import os
 import pytest
 import torch
 
-from kdlib.cache import (CorruptFileError, RunCache, atomic_write_bytes, load_tensors, read_json,
-                         run_id, save_tensors)
+from kdlib.cache import CorruptFileError, RunCache, atomic_write_bytes, load_tensors, read_json, save_tensors
 from kdlib.config import Recipe, StudentSpec, TeacherSpec
+from synthetic import run_id
 
 R = Recipe(epochs=3, batch_size=8, lr=0.1)
 T = TeacherSpec(recipe=R, seed=0)

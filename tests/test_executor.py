@@ -93,7 +93,7 @@ def test_gpu_share_per_run():
 
 def test_run_key_predicts_the_id_a_gpu_worker_gives(synthetic):
     """A CPU driver names the runs a GPU worker will make: bf16 there by default (precision "auto")."""
-    from kdlib.cache import run_id
+    from synthetic import run_id
 
     key = synthetic.cache_key()
     assert RunKey.of(TEACHER, synthetic, torch.device("cpu"), "auto", "auto").id == run_id(TEACHER, key)

@@ -132,7 +132,7 @@ def _seeds(specs) -> set[int]:
 
 @pytest.mark.parametrize("name", list(SCALES))
 def test_seed_base_0_is_todays_plans_and_run_ids(name):
-    from kdlib.identity import run_id
+    from synthetic import run_id
 
     today = SCALES[name]  # the scale as defined, built without seed_base
     assert today.seed_base == 0 and get_scale(name) == today

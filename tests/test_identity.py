@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from kdlib.cache import run_id
+from synthetic import run_id
 from kdlib.config import Recipe, StudentSpec, TeacherSpec, spec_to_dict
 from kdlib.identity import CODE_VERSION, RunKey
 from synthetic import synthetic_dataset

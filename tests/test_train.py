@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from kdlib import data as kdata
-from kdlib.cache import RunCache, run_id
+from kdlib.cache import RunCache
+from synthetic import run_id
 from kdlib.config import Recipe, StudentSpec, TeacherSpec
 from kdlib.device import resolve_device
 from kdlib.runs import get_run
