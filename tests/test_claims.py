@@ -656,3 +656,10 @@ def test_rise_over_last_fifth_and_regime():
                                                    {"epoch": 50, "test_agreement": 0.665}])
     assert claims.regime(teachers, [run, settled, settled])["mean_rise"] == pytest.approx(4 / 3)
     assert claims.regime(teachers, [settled, settled])["students_levelled"]
+
+
+def test_an_undecided_claim_does_not_state_the_finding_of_one_that_failed():
+    undecided, _ = CASES[("e1-fidelity", INCONCLUSIVE)]()
+    failed, _ = CASES[("e1-fidelity", FAILS)]()
+    assert "inside the noise" in undecided.why and "closer to copies" not in undecided.why
+    assert "closer to copies" in failed.why

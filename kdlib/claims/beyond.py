@@ -20,23 +20,14 @@ from kdlib import metrics, tables
 from kdlib.claims import text
 from kdlib.claims.evidence import (agreement_per_image, correct_per_image, fixed, group, paired, seeds_of,
                                    teacher_logits)
-from kdlib.claims.paper import Verdict, _part
-from kdlib.claims.rules import ABOVE, BELOW, FAILS, HOLDS, MOST, Part, combine, family
+from kdlib.claims.paper import Verdict, _part, _why
+from kdlib.claims.rules import ABOVE, BELOW, MOST, Part, family
 from kdlib.stats import Group, rank_correlation
 from kdlib.tables import NORM_NAMES
 
 DEEP = "deep teacher's students"  # B2's group of the deeper teacher's students
 STRONG = 0.5    # B4: a rank correlation this strong would make agreement a good guide to a student's gain
 TRANSFER = 0.5  # B5: "transfers well" = at least half of a teacher's change in ECE reaches its student
-
-
-def _why(parts: Sequence[Part], if_fails: str) -> str:
-    """Why a question did not come out as claimed: the parts that did not hold, and `if_fails` (what
-    the runs then show) only when it does not hold; an undecided one claims nothing either way."""
-    verdict = combine(parts)
-    if verdict == HOLDS:
-        return ""
-    return " ".join(s for s in (text.unresolved(parts), if_fails if verdict == FAILS else "") if s)
 
 
 class Taught(NamedTuple):
@@ -68,7 +59,8 @@ def students_by_setting(runs) -> list[Taught]:
                 *((f"E2 m = {m}", students, pool[:m], labels) for m, students in runs.ensembles.items()),
                 *((f"E3 {NORM_NAMES.get(norm, norm)} λ = {lam:g}", students, [runs.lambda_teachers[norm]], labels)
                   for norm, curve in runs.lambdas.items() for lam, students in curve.items()),
-                *((f"E4 {start.replace('_', ' ')}", students, pool[:1], labels) for start, students in runs.cka.items()),
+                *((f"E4 {start.replace('_', ' ')}", students, pool[:1], labels)
+                  for start, students in runs.cka.items()),
                 *((f"E5 τ = {tau:g}", students, ensemble, labels) for tau, students in runs.temperatures.items()),
                 ("E5 τ = 4 + MixUp", runs.mixup, ensemble, labels),
                 *((f"E6 {name}", students, pool[:1], labels) for name, students in runs.optimisers.items()),
@@ -113,7 +105,8 @@ def fidelity_and_generalisation(pairs: Sequence[Taught]) -> Verdict:
     evidence = (f"{len(pairs)} students agree with their teachers on {100 * agreement.min():.1f} to "
                 f"{100 * agreement.max():.1f} % of the test images and gain {100 * gain.min():+.1f} to "
                 f"{100 * gain.max():+.1f} points of accuracy over them; the rank correlation is {parts[0].text()}.")
-    why = _why(parts, "Students that match their teachers more closely are, at this scale, the ones that gain more.")
+    why = _why(parts,
+               if_fails="Students that match their teachers more closely are, at this scale, the ones that gain more.")
     return Verdict("b4-fidelity-generalisation", "B4", "closer matching, no better student", claim, evidence, parts,
                    why, scope="the students of the report's settings, one draw each (they share teachers and seeds)")
 
@@ -148,7 +141,7 @@ def calibration_transfer(by_size: Mapping[int, Sequence], pool: Sequence, labels
     rows = ", ".join(f"m = {m}: teacher {teacher[i]:.3f}, students "
                      f"{tables.fmt(list(ece_per_run(settings[i], labels)), digits=3)}" for i, m in enumerate(sizes))
     evidence = f"Test ECE by ensemble size ({rows}); the slope is {parts[0].text()}."
-    why = _why(parts, "The students' calibration follows their teachers'.")
+    why = _why(parts, if_fails="The students' calibration follows their teachers'.")
     return Verdict("b5-calibration", "B5", "calibration does not transfer", claim, evidence, parts, why,
                    scope=f"students of the first m of these {len(pool)} teachers, m in {sizes}")
 
@@ -173,7 +166,8 @@ def where_they_disagree(teacher, students: Sequence, pool: Sequence) -> Verdict:
     evidence = (f"Students disagree with their teacher on {text.pct(away)} of the test images; the teacher and "
                 f"an independent one disagree on {100 * contested.mean():.2f} %. Of the students' disagreements, "
                 f"{parts[0].text()} fall on those contested images (chance would put {contested.mean():.3f} there).")
-    why = _why(parts, "Most of what the students leave unmatched lies on images independent teachers agree on.")
+    why = _why(parts,
+               if_fails="Most of what the students leave unmatched lies on images independent teachers agree on.")
     return Verdict("b6-where-they-disagree", "B6", "disagreements where teachers disagree", claim, evidence, parts,
                    why, scope=f"the students of teacher {teacher.spec.seed}, against these {len(pool)} teachers")
 
@@ -196,8 +190,9 @@ def hard_labels(by_alpha: Mapping[float, Sequence], teacher) -> Verdict:
     shown = "; ".join(f"α = {a:g}: {text.pct(agreement_per_image([teacher], by_alpha[a]))} agreement, "
                       f"{tables.fmt_metric(by_alpha[a], 'test_acc', 100)} % accuracy ({text.seeds(by_alpha[a])})"
                       for a in alphas)
-    evidence = f"Test agreement with the teacher and accuracy by α: {shown}. The seed-paired difference is {parts[0].text()}."
-    why = _why(parts, "The label loss did not bring the students closer to their teacher.")
+    evidence = (f"Test agreement with the teacher and accuracy by α: {shown}. The seed-paired difference is "
+                f"{parts[0].text()}.")
+    why = _why(parts, if_fails="The label loss did not bring the students closer to their teacher.")
     return Verdict("b1-hard-labels", "B1", "hard labels raise agreement", claim, evidence, parts, why,
                    scope=f"the students of teacher {teacher.spec.seed}")
 
@@ -238,7 +233,7 @@ def richer_soft_labels(by_count: Mapping[int, ClassRuns]) -> Verdict:
         rows.append(f"{k} classes: students agree {text.pct(agree)}, teachers {100 * pairs.mean():.2f} %, share "
                     f"{np.mean((1 - agree.mean(1)) / (1 - pairs.mean())):.3f}")
     evidence = f"{'; '.join(rows)}. The difference in share is {parts[0].text()}."
-    why = _why(parts, "More classes did not let the students keep less of the independent disagreement.")
+    why = _why(parts, if_fails="More classes did not let the students keep less of the independent disagreement.")
     return Verdict("b3-classes", "B3", "fidelity gap shrinks with classes", claim, evidence, parts, why,
                    scope=f"self-distillation on the first {', '.join(map(str, counts))} classes, one teacher pair "
                          "or pool per count")
@@ -266,11 +261,15 @@ def capacity_gap(deep, deep_students: Sequence, teacher, students: Sequence, poo
                           lambda m: kept(m, DEEP, "deep teacher vs the pool")
                           - kept(m, "E1's students", "pool pairs"), 0.0, ABOVE, "")])
     evidence = (f"The PreResNet-{deep.spec.depth} teacher reaches {100 * deep.metrics['test_acc']:.2f} % test accuracy "
-                f"(the pool's PreResNet-20s {tables.fmt_metric(pool, 'test_acc', 100)} %). Its students agree with it on "
+                f"(the pool's PreResNet-20s {tables.fmt_metric(pool, 'test_acc', 100)} %). Its students agree with it "
+                f"on "
                 f"{text.pct(groups[DEEP].values)} of the test images, "
                 f"against {100 * deep_pairs.mean():.2f} % for independent PreResNet-20s; E1's students agree "
                 f"{text.pct(own_agree)} with their teacher, independent teachers {100 * own_pairs.mean():.2f} %. "
                 f"The difference in the share kept is {parts[0].text()}.")
-    why = _why(parts, "Across the gap the students kept no more of the independent disagreement than in self-distillation.")
+    why = _why(parts,
+               if_fails="Across the gap the students kept no more of the independent disagreement than in "
+                        "self-distillation.")
     return Verdict("b2-capacity-gap", "B2", "a capacity gap lowers fidelity", claim, evidence, parts, why,
-                   scope=f"one PreResNet-{deep.spec.depth} teacher (seed {deep.spec.seed}) and teacher {teacher.spec.seed}")
+                   scope=f"one PreResNet-{deep.spec.depth} teacher (seed {deep.spec.seed}) and teacher "
+                         f"{teacher.spec.seed}")

@@ -17,7 +17,7 @@ from kdlib import tables
 from kdlib.claims import text
 from kdlib.claims.evidence import (agreement_per_image, correct_per_image, fixed, group, kl_per_image,
                                    paired, rise_over_last_fifth)
-from kdlib.claims.rules import (ABOVE, BELOW, FAR_FROM_FAITHFUL, HOLDS, JUMP_WINDOW, MOST, NO_HIGHER,
+from kdlib.claims.rules import (ABOVE, BELOW, FAILS, FAR_FROM_FAITHFUL, HOLDS, JUMP_WINDOW, MOST, NO_HIGHER,
                                 NON_INFERIORITY, Part, combine, family, rise_width, window_share)
 from kdlib.stats import describe, estimate
 
@@ -54,10 +54,13 @@ def _part(name, groups, statistic, boundary, claimed, unit, pool_seeds=False):
             {**describe(groups), "pooled_seeds": pool_seeds})
 
 
-def _why(parts: Sequence[Part], *more: str) -> str:
-    if combine(parts) == HOLDS:
+def _why(parts: Sequence[Part], *more: str, if_fails: str = "") -> str:
+    """Why a claim did not hold: the parts that did not, then `more` (what the runs show either way)
+    and `if_fails` only when it does not hold (an undecided claim asserts nothing either way)."""
+    verdict = combine(parts)
+    if verdict == HOLDS:
         return ""
-    return " ".join(s for s in (text.unresolved(parts), *more) if s)
+    return " ".join(s for s in (text.unresolved(parts), *more, if_fails if verdict == FAILS else "") if s)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,7 +100,8 @@ def far_from_faithful(teacher, students: Sequence, pool: Sequence) -> Verdict:
                 f"({text.pct([r.metrics['train_aug_agreement'] for r in students])} of the augmented training "
                 f"images); independent teachers agree on {100 * np.mean(pairs):.2f} %. The students keep "
                 f"{parts[0].text()} of the disagreement independent training leaves.")
-    why = _why(parts, "The students are closer to copies of their teacher than to independently trained networks.")
+    why = _why(parts,
+               if_fails="The students are closer to copies of their teacher than to independently trained networks.")
     return Verdict("e1-fidelity", "E1", "far from faithful",
                    f"Students are far from faithful: they keep more than {FAR_FROM_FAITHFUL:g} of the disagreement "
                    "two independently trained teachers have.", evidence, parts, why,
@@ -127,7 +131,8 @@ def beyond_independent(teachers: Sequence, students: Sequence) -> Verdict:
                 f"teachers {', '.join(str(t.spec.seed) for t in teachers[1:])}, which they never saw "
                 f"({parts[0].text()} more, the paper's baseline); independent teachers agree "
                 f"{100 * pairs.mean():.2f} % with each other ({parts[1].text()} more, the study's baseline).")
-    why = _why(parts, "Distillation from teacher 0 left its students no closer to it than to independent networks.")
+    why = _why(parts,
+               if_fails="Distillation from teacher 0 left its students no closer to it than to independent networks.")
     return Verdict("e0-baselines", "E0, E1", "fidelity beyond independent training", claim, evidence, parts, why,
                    scope=f"the students of teacher {teachers[0].spec.seed}, against these {len(teachers)} teachers")
 
