@@ -114,7 +114,9 @@ differences can be judged against the spread over seeds; E1 has {sc.self_distill
 its own ({seed_list(e3_specs[e3_lam])} at λ = {e3_lam:g}).
 The part "Beyond the paper" adds runs of its own: B1 self-distils teacher 0 with the label loss
 weighted α = {', '.join(f'{a:g}' for a in sc.alphas)} ({sc.self_distill_students} students at α =
-{max(sc.alphas):g}, paired seed by seed with E1's, and {sc.grid_seeds()} at each other α); B3 repeats E0 and E1
+{max(sc.alphas):g}, paired seed by seed with E1's, and {sc.grid_seeds()} at each other α); B2 trains a
+PreResNet-56 teacher with the teachers' recipe and {sc.self_distill_students} PreResNet-20 students of it, with
+E1's seeds; B3 repeats E0 and E1
 on the first {', '.join(map(str, sc.class_counts))} classes (two teachers each, and {sc.self_distill_students}
 students of the first at {min(sc.class_counts)} classes, {sc.grid_seeds()} at the others). B4-B6 train nothing.
 The appendix lists the candidate scales that were measured before this one was chosen.
