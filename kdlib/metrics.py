@@ -9,7 +9,7 @@ KL / CKA on a 10k-example test set lose digits in float32.
 import torch
 import torch.nn.functional as F
 
-__all__ = ["accuracy", "nll", "ece", "reliability", "agreement", "kl", "kl_per_example", "symmetric_kl", "linear_cka"]
+__all__ = ["accuracy", "nll", "ece", "ece_of", "reliability", "agreement", "kl", "kl_per_example", "symmetric_kl", "linear_cka"]
 
 
 # --------------------------------------------------------------------------- input checks
@@ -90,9 +90,13 @@ def reliability(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 10) ->
 
 def ece(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 10) -> float:
     """Expected calibration error, sum_b n_b/N |acc_b - conf_b| over `reliability`'s bins (protocol §5)."""
-    bins = reliability(logits, labels, n_bins)
+    return ece_of(reliability(logits, labels, n_bins))
+
+
+def ece_of(bins: dict[str, torch.Tensor]) -> float:
+    """The ECE of `reliability`'s bins."""
     # n_b/N * |acc_b - conf_b| = |sum_acc_b - sum_conf_b| / N; empty bins contribute 0.
-    return ((bins["correct"] - bins["confidence"]).abs().sum() / logits.shape[0]).item()
+    return ((bins["correct"] - bins["confidence"]).abs().sum() / bins["count"].sum()).item()
 
 
 # --------------------------------------------------------------------------- teacher vs student

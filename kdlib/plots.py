@@ -37,7 +37,7 @@ def reliability_diagram(ax, logits, labels, label: str, color: str, n_bins: int 
     full = bins["count"] > 0
     count = bins["count"][full]
     conf, acc = (bins["confidence"][full] / count).numpy(), (bins["correct"][full] / count).numpy()
-    ece = metrics.ece(logits, torch.as_tensor(labels), n_bins)
+    ece = metrics.ece_of(bins)
     ax.plot([0, 1], [0, 1], ":", c="0.6", lw=1)
     ax.plot(conf, acc, "-", c=color, lw=1)
     ax.scatter(conf, acc, s=600 * (count / count.sum()).numpy() + 8, c=color, alpha=0.7,

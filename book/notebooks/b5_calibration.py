@@ -42,7 +42,7 @@ from kdlib.claims import beyond
 from kdlib.claims.evidence import teacher_logits
 
 exp = ex.open_experiment(scale, data, device, executor, seed_base)
-runs = claims.collect(exp, {"teachers", "ensembles"})
+runs = claims.collect(exp)  # E2's runs for the verdict, every chapter's for the last figure
 labels = torch.as_tensor(runs.labels)
 sizes = sorted(runs.ensembles)
 
@@ -85,13 +85,12 @@ fig.tight_layout()
 # %% [markdown]
 # ## Every student against its teacher
 #
-# The same question asked of every student the report trains (E1-E6, B1, B3), each against the teacher it
+# The same question asked of every student the report trains (E1-E6, B1-B3), each against the teacher it
 # learned from. This view mixes recipes, temperatures and initialisations, so it is shown, not
 # judged: the verdict below rests on E2's comparison, where only the teacher changes.
 
 # %% tags=["hide-input"]
-every = claims.collect(exp)
-pairs = beyond.students_by_setting(every)
+pairs = beyond.students_by_setting(runs)
 fig, ax = plt.subplots(figsize=(6, 4.2))
 experiments = sorted({p.setting.split()[0] for p in pairs})
 colours = dict(zip(experiments, plt.get_cmap("tab10").colors))

@@ -85,8 +85,8 @@ EVERY_FIELD = ("teachers", "self_distilled", "ensembles", "lambda_teachers", "la
 BEYOND = (
     ("b1-hard-labels", ("B1",), ("teachers", "alphas"), lambda r: _beyond.hard_labels(r.alphas, r.teachers[0])),
     ("b2-capacity-gap", ("B2",), ("teachers", "self_distilled", "capacity"),
-     lambda r: _beyond.capacity_gap(r.capacity["teacher"][0], r.capacity["students"], r.teachers[0], r.self_distilled,
-                                    r.teachers) if r.capacity else _beyond.capacity_gap(None, [], None, [], [])),
+     lambda r: _beyond.capacity_gap(r.capacity.get("teacher", [None])[0], r.capacity.get("students", []),
+                                    r.teachers[0] if r.teachers else None, r.self_distilled, r.teachers)),
     ("b3-classes", ("B3",), ("teachers", "self_distilled", "class_counts"),
      lambda r: _beyond.richer_soft_labels({**r.class_counts, _classes(r): _beyond.ClassRuns(
          r.teachers, r.self_distilled, r.labels)})),

@@ -18,8 +18,8 @@ import torch
 
 from kdlib import metrics, tables
 from kdlib.claims import text
-from kdlib.claims.evidence import (agreement_per_image, correct_per_image, fixed, group, paired, seeds_of,
-                                   teacher_logits)
+from kdlib.claims.evidence import (agreement_per_image, correct_per_image, fixed, group, pair_agreement, paired,
+                                   seeds_of, teacher_logits)
 from kdlib.claims.paper import Verdict, _part, _why
 from kdlib.claims.rules import ABOVE, BELOW, MOST, Part, family
 from kdlib.stats import Group, rank_correlation
@@ -201,7 +201,7 @@ def disagreement_share(students: Sequence, teachers: Sequence) -> tuple[np.ndarr
     """(students, images) agreement with teachers[0] and (1, images) mean agreement between the
     teachers' pairs: the two parts of the share of independent disagreement a student keeps."""
     agree = agreement_per_image(teachers[:1], students)
-    pairs = np.stack([agreement_per_image([a], [b])[0] for i, a in enumerate(teachers) for b in teachers[i + 1:]])
+    pairs = np.stack(pair_agreement(teachers))
     return agree, pairs.mean(0, keepdims=True)
 
 

@@ -58,6 +58,12 @@ def agreement_per_image(teacher_runs: Sequence, runs: Sequence, split: str = "te
     return np.stack([(predictions(r, split) == t).astype(np.float64) for r in runs])
 
 
+def pair_agreement(runs: Sequence) -> list[np.ndarray]:
+    """(images,) per pair of `runs` (every pair, in order): 1.0 where the two runs' predictions agree
+    (independent teachers' agreement, the baseline of E0, E1, B2 and B3)."""
+    return [agreement_per_image([a], [b])[0] for i, a in enumerate(runs) for b in runs[i + 1:]]
+
+
 def kl_per_image(teacher_runs: Sequence, runs: Sequence) -> np.ndarray:
     """(runs, test images): KL(teacher || run) per test image, nats."""
     t = teacher_logits(teacher_runs)

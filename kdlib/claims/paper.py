@@ -16,7 +16,7 @@ import numpy as np
 from kdlib import tables
 from kdlib.claims import text
 from kdlib.claims.evidence import (agreement_per_image, correct_per_image, fixed, group, kl_per_image,
-                                   paired, rise_over_last_fifth)
+                                   pair_agreement, paired, rise_over_last_fifth)
 from kdlib.claims.rules import (ABOVE, BELOW, FAILS, FAR_FROM_FAITHFUL, HOLDS, JUMP_WINDOW, MOST, NO_HIGHER,
                                 NON_INFERIORITY, Part, combine, family, rise_width, window_share)
 from kdlib.stats import describe, estimate
@@ -90,7 +90,7 @@ def far_from_faithful(teacher, students: Sequence, pool: Sequence) -> Verdict:
     the disagreement between independently trained teachers (pairs of `pool`), above
     FAR_FROM_FAITHFUL (E1). A near-copy has a share near 0 and fails."""
     agree = agreement_per_image([teacher], students)
-    pairs = [agreement_per_image([a], [b])[0] for i, a in enumerate(pool) for b in pool[i + 1:]]
+    pairs = pair_agreement(pool)
     if not pairs:
         return Verdict("e1-fidelity", "E1", "far from faithful", "Needs at least two teachers.", "")
     groups = {"students": group(agree, students), "teacher pairs": fixed(np.stack(pairs))}
@@ -119,7 +119,7 @@ def beyond_independent(teachers: Sequence, students: Sequence) -> Verdict:
                        "two teachers.")
     own = agreement_per_image(teachers[:1], students)
     others = np.mean([agreement_per_image([t], students) for t in teachers[1:]], axis=0)  # (students, N)
-    pairs = np.stack([agreement_per_image([a], [b])[0] for i, a in enumerate(teachers) for b in teachers[i + 1:]])
+    pairs = np.stack(pair_agreement(teachers))
     paper = {"own teacher": group(own, students, "students"), "other teachers": group(others, students, "students")}
     study = {"students": group(own, students), "teacher pairs": fixed(pairs)}
     parts = family([
