@@ -97,6 +97,10 @@ def test_claims_command_reproduces_the_summary_from_the_cache(tiny_book, cifar_r
         row = re.search(rf"\(`{re.escape(claim['id'])}`\) \| \**([a-z ]+?)\** \|", printed)
         assert row and row.group(1) == claim["verdict"], claim["id"]
         assert f"[{claim['verdict']}]" in proc.stdout
+    assert [q["experiment"] for q in record["beyond"]] == ["B1", "B2", "B3", "B4", "B5", "B6"]
+    for question in record["beyond"]:  # the questions beyond the paper, as E7 printed them
+        row = re.search(rf"\(`{re.escape(question['id'])}`\) \| \**([a-z ]+?)\** \|", printed)
+        assert row and row.group(1) == question["verdict"], question["id"]
 
     empty = subprocess.run([sys.executable, "-m", "kdlib.claims", "--scale", "tiny", "--data", cifar_real_source],
                            env={**env, "KDLIB_RUNS": str(tmp_path / "none")}, capture_output=True, text=True, timeout=600)
