@@ -21,7 +21,7 @@
 # seed by seed, their initial weights and data order), so we ask how much of a change in the
 # teacher's expected calibration error (ECE, protocol §5) reaches its students.
 #
-# This chapter trains nothing: it reads the runs of E1 and E2.
+# This chapter trains nothing: its verdict reads the runs of E1 and E2, its last figure those of every chapter.
 
 # %% tags=["parameters"]
 scale = "reduced"
