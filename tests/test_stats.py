@@ -3,11 +3,13 @@ the plans use, a zero effect is called at most 5 % of the time, and its parts ar
 
 The coverage tests simulate runs with known seed and image variance, y[r, i] = mu + a[r] + b[i] +
 e[r, i] (with a setting-by-image effect, so the images matter for a difference too), at 2, 3 and 5
-seeds, and count how often the interval holds the true value.
+seeds, and count how often the interval holds the true value. Each test draws from a stream of its
+own, seeded by its id (`_own_stream`), so its numbers do not depend on which tests ran before it.
 """
 
 import json
 import math
+import zlib
 
 import numpy as np
 import pytest
@@ -18,10 +20,29 @@ from kdlib.stats import Group, Interval, describe, estimate, noise_text, rank_co
 SIMS = int(__import__("os").environ.get("KDLIB_SIMS", 2000))
 rng = np.random.default_rng(20211206)
 
+
+@pytest.fixture(autouse=True)
+def _own_stream(request):
+    """Reseeds the module's generator from the test's id: a test adding or removing draws changes no
+    other test's simulation, and `pytest -k` sees the numbers the full run sees."""
+    global rng
+    rng = np.random.default_rng([20211206, zlib.crc32(request.node.nodeid.encode())])
+
 # (seed sd shared by paired settings, seed sd of each setting's own, image sd, setting x image sd, interaction sd)
 REGIMES = {"seeds dominate": (1.0, 1.0, 1.0, 0.1, 0.5),
            "images dominate": (0.0, 0.02, 1.0, 0.5, 2.0),
            "comparable": (1.0, 0.3, 1.0, 0.3, 2.0)}
+
+# Two settings with seeds of their own (Welch-Satterthwaite) give a conservative interval at few
+# seeds: its highest coverage over these regimes, from 20,000 simulations at 2, 3 and 5 seeds.
+UNPAIRED_COVERAGE = {2: 0.984, 3: 0.972, 5: 0.961}
+
+
+def at_most_unpaired(units, sims=SIMS):
+    """The most an unpaired interval may cover in `sims` simulations: its coverage plus three of the
+    simulation's standard errors."""
+    p = UNPAIRED_COVERAGE[units]
+    return p + 3 * math.sqrt(p * (1 - p) / sims)
 
 
 def simulate(units, regime, paired=True, n_images=200, delta=0.0, fixed_a=False):
@@ -126,9 +147,11 @@ def test_coverage_of_e3s_window_share_with_independent_lambdas(curve):
 
 @pytest.mark.parametrize("units", [2, 3, 5])
 def test_a_zero_effect_is_called_at_most_5_percent_of_the_time(units):
-    """False positives of a no-effect, seed-paired comparison, in every regime: at most 5 % (plus the
-    simulation's own two standard errors, 1 point at 2,000 simulations)."""
-    tolerance = 2 * math.sqrt(0.05 * 0.95 / SIMS)
+    """False positives of a no-effect, seed-paired comparison, in every regime: at most 5 % plus three
+    of the simulation's standard errors (1.5 points at 2,000 simulations; nine rates are checked, and
+    at two standard errors one in five runs of this test would fail by chance: 20,000 simulations per
+    case measured 3.6-5.2 %, 5.2 % being 1.2 of their standard errors above 5 %)."""
+    tolerance = 3 * math.sqrt(0.05 * 0.95 / SIMS)
     for regime in REGIMES:
         called = sum(estimate(simulate(units, regime), difference).position(0.0) != "within" for _ in range(SIMS))
         assert called / SIMS <= 0.05 + tolerance, (regime, called / SIMS)
@@ -137,10 +160,10 @@ def test_a_zero_effect_is_called_at_most_5_percent_of_the_time(units):
 @pytest.mark.parametrize("units", [2, 3, 5])
 def test_unpaired_comparisons_never_cover_less_than_95_percent(units):
     """Two settings with seeds of their own (Welch-Satterthwaite): at equal seed counts the interval
-    is conservative (up to about 98 % at 2 seeds), never liberal."""
+    is conservative (up to about 98 % at 2 seeds, UNPAIRED_COVERAGE), never liberal."""
     for regime in REGIMES:
         cov = coverage(lambda: simulate(units, regime, paired=False), difference, 0.0, sims=1000)
-        assert 0.935 <= cov <= 0.99, (regime, cov)
+        assert 0.935 <= cov <= at_most_unpaired(units, sims=1000), (regime, cov)
 
 
 def test_the_old_bootstrap_undercovered_with_few_seeds():
@@ -277,7 +300,7 @@ def test_a_rank_correlation_of_too_few_or_constant_values_says_nothing():
 def test_coverage_of_a_difference_between_settings_on_different_test_sets(units, regime):
     """B3's design (protocol §9): two settings each on a test set of its own (200 and 500 images),
     unpaired seeds; the image parts of the two sets add. The truth is B - A = 0. Unpaired, it is held
-    to the unpaired bound: never liberal, conservative at 2 seeds (about 98 %)."""
+    to the unpaired bound: never liberal, conservative at few seeds (UNPAIRED_COVERAGE)."""
     def make():
         out = {}
         for name, n_images in (("A", 200), ("B", 500)):
@@ -285,7 +308,7 @@ def test_coverage_of_a_difference_between_settings_on_different_test_sets(units,
             out[name] = Group(g.values, images=name)
         return out
     cov = coverage(make, difference, 0.0)
-    assert 0.935 <= cov <= (0.97 if units > 2 else 0.99), cov
+    assert 0.935 <= cov <= at_most_unpaired(units), cov
 
 
 def test_groups_on_different_image_sets_need_not_match_in_size_but_one_set_must():
