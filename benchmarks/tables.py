@@ -8,8 +8,10 @@ A Markdown file marks each generated table with the record it comes from:
     | task | naive img/s | ... |
     <!-- /table -->
 
-Without --write the command prints each table and exits 1 if a file's differs from what its record
-generates (tests/test_benchmarks.py checks docs/speed.md the same way); --write rewrites the marked
+A marker whose path holds a `*` names every record it matches (sorted), and generates a table with
+one row per record (`across_records_table`), so a doc states how the figures vary from run to run
+without typing them. Without --write the command prints each table and exits 1 if a file's differs
+from what its records generate (tests/test_benchmarks.py checks docs/speed.md the same way); --write rewrites the marked
 regions in place. Paths in markers are relative to the repository root.
 """
 
@@ -61,13 +63,55 @@ def speed_table(record: dict, paths=SPEED_PATHS) -> str:
     return "\n".join(lines)
 
 
+def across_records_table(records: dict[str, dict]) -> str:
+    """One row per bench_train record (name -> record): the torch threads, the kdlib / naive ratios
+    of the speed table's two targets and of kdlib's data path without channels_last ("kdlib NCHW"),
+    each with the range of its single rounds; the logit cache's build rate; 5-teacher distillation
+    with the cache's build charged to 300-epoch students (1 and 5 students sharing a cache); and
+    the peak memory over every configuration."""
+    lines = ["| record | threads | teacher, kdlib NCHW | teacher | 5-teacher, logit cache | cache build "
+             "(forwards/s) | 5-teacher, cache build charged (1 / 5 students) | peak memory |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, record in records.items():
+        by = {(r["task"], r["path"]): r for r in record["results"]}
+
+        def ratio(task, path):
+            r = by[(task, path)]
+            return (f"{r['ratio_vs_naive']:.2f}x ({min(r['ratio_samples']):.2f}-"
+                    f"{max(r['ratio_samples']):.2f})")
+
+        cache = record["logit_cache"]
+        amortised = cache["amortised"]
+        memory = [r["peak_memory_mb"] for r in record["results"]]
+        cells = [name, str(record["machine"]["torch_threads"]), ratio("teacher", "kdlib NCHW"),
+                 ratio("teacher", "kdlib"), ratio("distill-5", "kdlib logit cache"),
+                 f"{cache['build']['member_forwards_per_s']:,.0f}",
+                 f"{amortised['distill-5, 1 student']['ratio_vs_naive']:.2f}x / "
+                 f"{amortised['distill-5, 5 students']['ratio_vs_naive']:.2f}x",
+                 f"{min(memory) / 1000:.1f}-{max(memory) / 1000:.1f} GB"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 RENDERERS = {"benchmarks/bench_train.py": speed_table}  # a record's "benchmark" -> its table
+ACROSS = {"benchmarks/bench_train.py": across_records_table}  # the same, one row per record
 
 
 def render(record_path: str) -> str:
-    """The table for the record at record_path (relative to the repository root)."""
-    record = json.loads((REPO / record_path).read_text())
-    return RENDERERS[record["benchmark"]](record)
+    """The table for the record at record_path (relative to the repository root), or, for a path
+    with a `*`, the table across every record it matches (one benchmark's records)."""
+    if "*" not in record_path:
+        record = json.loads((REPO / record_path).read_text())
+        return RENDERERS[record["benchmark"]](record)
+    paths = sorted(REPO.glob(record_path))
+    if not paths:
+        raise FileNotFoundError(f"no benchmark record matches {record_path!r}")
+    records = {path.name: json.loads(path.read_text()) for path in paths}
+    kinds = {r["benchmark"] for r in records.values()}
+    if len(kinds) != 1:
+        raise ValueError(f"{record_path!r} matches records of several benchmarks ({', '.join(sorted(kinds))}); "
+                         "a table across records needs one")
+    return ACROSS[kinds.pop()](records)
 
 
 def regenerate(text: str) -> str:

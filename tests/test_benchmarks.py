@@ -123,10 +123,11 @@ def test_synthetic_data_and_random_logit_caches():
 
 
 def test_speed_doc_table_is_generated_from_its_results_json():
-    """docs/speed.md's "Measured" table is what benchmarks/results/ generates: if this fails, the doc
-    or the record changed; run `python -m benchmarks.tables --write` (and reread the prose around it)."""
+    """docs/speed.md's "Measured" tables are what benchmarks/results/ generates: if this fails, the doc
+    or a record changed; run `python -m benchmarks.tables --write` (and reread the prose around it)."""
     text = tables.SPEED_DOC.read_text()
-    assert tables.MARKER.findall(text) == ["benchmarks/results/cpu-2core-2threads-run2.json"]
+    assert tables.MARKER.findall(text) == ["benchmarks/results/cpu-2core-2threads-run2.json",
+                                           "benchmarks/results/cpu-2core-*.json"]
     assert tables.regenerate(text) == text, "docs/speed.md's table is stale: python -m benchmarks.tables --write"
     assert tables.main([str(tables.SPEED_DOC)]) == 0
 
@@ -137,3 +138,20 @@ def test_tables_write_rewrites_a_stale_table(tmp_path):
     doc.write_text(fresh.replace("| 331 | 461 |", "| 300 | 400 |"))
     assert tables.main([str(doc)]) == 1 and doc.read_text() != fresh
     assert tables.main([str(doc), "--write"]) == 0 and doc.read_text() == fresh
+
+
+def test_a_table_across_records_has_a_row_per_record_and_refuses_what_it_cannot_join(tmp_path, monkeypatch):
+    """A marker with a `*` joins every record it matches, one row each (sorted by name); no match, or
+    records of two benchmarks, is an error naming the pattern."""
+    across = tables.render("benchmarks/results/cpu-2core-*.json").splitlines()
+    names = sorted(p.name for p in (common.REPO / "benchmarks" / "results").glob("cpu-2core-*.json"))
+    assert [row.split(" | ")[0].removeprefix("| ") for row in across[2:]] == names
+    one = json.loads((common.REPO / "benchmarks/results/cpu-2core-1thread.json").read_text())
+    assert across[2].split(" | ")[3].startswith(f"{one['results'][1]['ratio_vs_naive']:.2f}x")  # teacher, kdlib
+    monkeypatch.setattr(tables, "REPO", tmp_path)
+    with pytest.raises(FileNotFoundError, match="no benchmark record matches 'none-\\*.json'"):
+        tables.render("none-*.json")
+    (tmp_path / "a.json").write_text(json.dumps(one))
+    (tmp_path / "b.json").write_text(json.dumps({"benchmark": "benchmarks/bench_workers.py"}))
+    with pytest.raises(ValueError, match="several benchmarks"):
+        tables.render("*.json")
