@@ -34,7 +34,7 @@ from kdlib import metrics
 from kdlib.cache import RunCache
 from kdlib.claims import rise_over_last_fifth
 from kdlib.config import Recipe, StudentSpec, TeacherSpec
-from kdlib.data import kdlib_home
+from kdlib.files import kdlib_home
 from kdlib.scales import probe_rows_markdown
 from kdlib.runs import get_run
 

@@ -37,8 +37,8 @@ import filelock
 import torch
 
 from kdlib.config import Spec
-from kdlib.files import (CorruptFileError, atomic_write_bytes, checked_payload, load_tensors,  # noqa: F401
-                         read_json, save_tensors, write_json)
+from kdlib.files import (CorruptFileError, atomic_write_bytes, checked_payload, kdlib_home, load_tensors,
+                         save_tensors, write_json)
 from kdlib.identity import RunKey, canonical
 
 # A finished run's files, in the order they are written: result.json last marks it complete.
@@ -59,8 +59,7 @@ def runs_home() -> Path:
     """Where runs are cached: $KDLIB_RUNS, else $KDLIB_HOME/runs, else ~/.cache/kdlib/runs."""
     if os.environ.get("KDLIB_RUNS"):
         return Path(os.environ["KDLIB_RUNS"]).expanduser()
-    home = os.environ.get("KDLIB_HOME") or Path.home() / ".cache" / "kdlib"
-    return Path(home).expanduser() / "runs"
+    return kdlib_home() / "runs"
 
 
 def _result_checksum(result: dict) -> str:

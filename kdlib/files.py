@@ -4,6 +4,7 @@ Every write goes to a temporary file beside its destination, is fsynced and rena
 crash leaves the previous file or the new one, never a mix. Tensors are saved with a sha256 header
 line; reading checks it (and, where the caller knows it, that it is the file it expects), and
 unpickles nothing but tensors and plain containers (`weights_only`).
+`kdlib_home()` is the one place that resolves $KDLIB_HOME, the root of kdlib's on-disk caches.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ from pathlib import Path
 import torch
 
 _HEADER_LEN = 65  # 64 hex digits and a newline
+
+
+def kdlib_home() -> Path:
+    """Root of kdlib's on-disk caches: $KDLIB_HOME, default ~/.cache/kdlib."""
+    return Path(os.environ.get("KDLIB_HOME") or "~/.cache/kdlib").expanduser()
 
 
 class CorruptFileError(RuntimeError):

@@ -33,7 +33,7 @@ m = 5 and E5 share the five-teacher ensemble).
 Memory. N x 162 x C x 2 bytes on the training device (`cache_bytes`): 1.62 GB for the 50,000
 CIFAR-100 training images, 5.2 MB for the reduced scale's 800 (20 classes), 16 MB for the tiny
 scale's 500.
-Writing it to disk briefly needs about three more copies in host memory (kdlib.cache.save_tensors).
+Writing it to disk briefly needs about three more copies in host memory (kdlib.files.save_tensors).
 """
 
 from __future__ import annotations

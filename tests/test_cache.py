@@ -4,7 +4,8 @@ import os
 import pytest
 import torch
 
-from kdlib.cache import CorruptFileError, RunCache, atomic_write_bytes, load_tensors, read_json, save_tensors
+from kdlib.cache import RunCache
+from kdlib.files import CorruptFileError, atomic_write_bytes, load_tensors, read_json, save_tensors
 from kdlib.config import Recipe, StudentSpec, TeacherSpec
 from synthetic import run_id
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from kdlib import data as kdata
+from kdlib import sources as ksources
 from kdlib.data import NUM_CLASSES, NUM_VIEWS, PAD, DataSpec
 
 REAL_SHA256 = "a7ec3668b61824f0919c9fcb2da3d80038c917d15c3506edc2c0a9494919a733"
@@ -260,8 +261,8 @@ def test_second_load_reads_the_cache(tmp_path, home, monkeypatch):
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again")
-    monkeypatch.setattr(kdata, "_decode", no_decoding)
-    monkeypatch.setattr(kdata, "_read_archive", no_decoding)
+    monkeypatch.setattr(ksources, "_decode", no_decoding)
+    monkeypatch.setattr(ksources, "_read_archive", no_decoding)
     for s, ds in zip(sources, first):
         again = kdata.load(DataSpec(source=s))
         assert again.fingerprint == ds.fingerprint and again.classes == ds.classes
@@ -324,16 +325,16 @@ def test_images_are_decoded_as_jpeg_or_png_only(tmp_path, home):
 
 def test_sources_are_bounded_and_the_file_is_named(tmp_path, home, monkeypatch):
     files = synthetic_files()
-    files["train/class001/huge.jpg"] = b"\0" * (kdata.MAX_FILE_BYTES + 1)
+    files["train/class001/huge.jpg"] = b"\0" * (ksources.MAX_FILE_BYTES + 1)
     with pytest.raises(ValueError, match=r"train/class001/huge.jpg holds 1,048,577 bytes"):
         kdata.load(DataSpec(source=write_tar(tmp_path / "huge.tar.gz", files)))
     with pytest.raises(ValueError, match=r"train/class001/huge.jpg holds"):
         kdata.load(DataSpec(source=str(write_tree(tmp_path / "huge", files))))
-    monkeypatch.setattr(kdata, "MAX_FILES", 50)
+    monkeypatch.setattr(ksources, "MAX_FILES", 50)
     with pytest.raises(ValueError, match="more than 50 files"):
         kdata.load(DataSpec(source=write_tar(tmp_path / "many.tar.gz", synthetic_files())))
-    monkeypatch.setattr(kdata, "MAX_FILES", 10**6)
-    monkeypatch.setattr(kdata, "MAX_TOTAL_BYTES", 10_000)
+    monkeypatch.setattr(ksources, "MAX_FILES", 10**6)
+    monkeypatch.setattr(ksources, "MAX_TOTAL_BYTES", 10_000)
     with pytest.raises(ValueError, match="more than 10,000 bytes in all"):
         kdata.load(DataSpec(source=write_tar(tmp_path / "big.tar.gz", synthetic_files())))
 

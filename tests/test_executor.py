@@ -207,7 +207,7 @@ def test_a_killed_ray_worker_resumes_its_run_from_the_last_checkpoint(ray_local,
     import signal
     import threading
 
-    from kdlib.cache import load_tensors
+    from kdlib.files import load_tensors
     data = synthetic_dataset(n_train=400, n_test=50)  # 20 steps an epoch: slow enough to be caught
     spec = TeacherSpec(recipe=Recipe(epochs=20, batch_size=20, lr=0.05), seed=21)
     reference = kruns.run_all([spec], data, cache=RunCache(tmp_path / "inline"), device="cpu", progress=False)[0]

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from kdlib import runs as kruns
-from kdlib.cache import RUN_FILES, CorruptFileError, CorruptRunError, RunCache, load_tensors, save_tensors
+from kdlib.cache import RUN_FILES, CorruptRunError, RunCache
+from kdlib.files import CorruptFileError, load_tensors, save_tensors
 from synthetic import run_id
 from kdlib.config import Recipe, StudentSpec, TeacherSpec, spec_to_dict
 from kdlib.runs import get_run
