@@ -22,7 +22,7 @@ import torch
 from kdlib import sources
 from kdlib.checks import check_int
 from kdlib.device import CHANNELS_LAST
-from kdlib.sources import _ALLOWED_SOURCES, NUM_CLASSES, SIZE
+from kdlib.sources import ALLOWED_SOURCES, NUM_CLASSES, SIZE
 
 PAD = 4  # zero padding on each side before the random 32x32 crop (protocol §1)
 NUM_OFFSETS = 2 * PAD + 1  # 9 crop positions per axis
@@ -70,7 +70,7 @@ class DataSpec:
         if isinstance(self.source, os.PathLike):
             object.__setattr__(self, "source", os.fspath(self.source))
         if not isinstance(self.source, str) or not self.source:
-            raise ValueError(f"DataSpec.source must be {_ALLOWED_SOURCES}, got {self.source!r}")
+            raise ValueError(f"DataSpec.source must be {ALLOWED_SOURCES}, got {self.source!r}")
         check_int("DataSpec.train_per_class", self.train_per_class, 1, allow_none=True)
         check_int("DataSpec.test_per_class", self.test_per_class, 1, allow_none=True)
         check_int("DataSpec.subset_seed", self.subset_seed, 0)

@@ -32,7 +32,7 @@ _CACHE_FILE = "arrays-v1.npz"  # bump the version if decoding ever changes
 _LAYOUT = ("a class-folder tree: <root>/train/<class>/*.jpg and <root>/test/<class>/*.jpg, "
            f"{NUM_CLASSES} class folders in each, {SIZE}x{SIZE} RGB images, optionally under one "
            "top folder (e.g. cifar100-jpg/)")
-_ALLOWED_SOURCES = '"torchvision", a class-folder tree, or a .tar.gz of one'
+ALLOWED_SOURCES = '"torchvision", a class-folder tree, or a .tar.gz of one'
 
 
 def read(source: str):
@@ -84,7 +84,7 @@ def _load_local(source: str):
         fingerprint, files = hashlib.sha256(archive_bytes).hexdigest(), None
     else:
         raise FileNotFoundError(f"DataSpec.source {source!r} does not exist; allowed: "
-                                f"{_ALLOWED_SOURCES} ({_LAYOUT})")
+                                f"{ALLOWED_SOURCES} ({_LAYOUT})")
 
     cache = kdlib_home() / "data" / fingerprint / _CACHE_FILE
     if cache.exists():
