@@ -44,8 +44,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import (default_data, describe_data, machine, publish, random_logit_cache, synchronize,
-                               teacher_members, time_cache_build)
+from benchmarks.common import (default_data, describe_data, machine, measure_and_publish, random_logit_cache,
+                               synchronize, teacher_members, time_cache_build)
 from benchmarks.common import load_data as load_dataset
 from kdlib import data as kdata
 from kdlib import logit_cache as lcache
@@ -455,10 +455,7 @@ def table(report: dict) -> str:
 
 
 def main(argv=None) -> dict:
-    args = parse_args(argv)
-    report = run(args)
-    print(table(report))
-    return publish(report, args.json)
+    return measure_and_publish(parse_args, run, table, argv)
 
 
 if __name__ == "__main__":

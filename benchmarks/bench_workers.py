@@ -30,7 +30,7 @@ import time
 
 import torch
 
-from benchmarks.common import default_data, describe_data, load_data, machine, publish, stamp
+from benchmarks.common import default_data, describe_data, load_data, machine, measure_and_publish, stamp
 from kdlib import data as kdata
 from kdlib import scales
 from kdlib.cache import RunCache
@@ -149,10 +149,7 @@ def table(report: dict) -> str:
 
 
 def main(argv=None) -> dict:
-    args = parse_args(argv)
-    report = run(args)
-    print(table(report))
-    return publish(report, args.json)
+    return measure_and_publish(parse_args, run, table, argv)
 
 
 if __name__ == "__main__":

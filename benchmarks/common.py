@@ -173,6 +173,15 @@ def publish(record: dict, path=None) -> dict:
     return record
 
 
+def measure_and_publish(parse_args, run, table, argv=None) -> dict:
+    """A benchmark's command line: parse the arguments (their `json` the record's path), measure,
+    print the table, publish the record."""
+    args = parse_args(argv)
+    report = run(args)
+    print(table(report))
+    return publish(report, args.json)
+
+
 def splice(text: str, start: str, end: str, body: str) -> str:
     """Replace what lies between the line holding `start` and the line starting with `end` by body
     (a generated table in a Markdown file; both marker lines stay)."""
