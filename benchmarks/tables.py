@@ -30,27 +30,40 @@ END = "<!-- /table -->"
 MARKER = re.compile(r"^<!-- table: (\S+) -->$", re.M)
 SPEED_DOC = REPO / "docs" / "speed.md"
 
-# bench_train's kdlib paths shown in the speed table (the "kdlib NCHW" and other variants are not).
+# bench_train's kdlib paths shown in the speed table, besides the variants a record asked for
+# (--variants) other than "nchw", whose rows the table across records carries
 SPEED_PATHS = ("kdlib", "kdlib on the fly", "kdlib logit cache")
+VARIANT_NAMES = {"bf16": "bf16 autocast", "compile": "torch.compile"}  # bench_train's --variants in a table
 
 
 def _task_label(task: str, path: str) -> str:
+    base, _, variant = path.rpartition(" ")
+    if variant not in VARIANT_NAMES:
+        base, variant = path, ""
+    suffix = f", {VARIANT_NAMES[variant]}" if variant else ""
     if task == "teacher":
-        return "teacher training"
+        return "teacher training" + suffix
     m = int(task.removeprefix("distill-"))
     how = {"kdlib on the fly": f"teacher{'s' if m > 1 else ''} on the fly", "kdlib logit cache": "logit cache"}
-    return f"{m}-teacher distillation, {how.get(path, path.removeprefix('kdlib '))}"
+    return f"{m}-teacher distillation, {how.get(base, base.removeprefix('kdlib '))}{suffix}"
 
 
-def speed_table(record: dict, paths=SPEED_PATHS) -> str:
-    """docs/speed.md's "Measured" table from a benchmarks.bench_train record: per task and kdlib path,
-    the naive and kdlib images/s (medians over rounds), the median per-round ratio, and the speed
-    target where there is one (its ratio in bold)."""
+def _shown(path: str, variants) -> bool:
+    base, _, variant = path.rpartition(" ")
+    return path in SPEED_PATHS or (variant in variants and variant in VARIANT_NAMES and base in SPEED_PATHS)
+
+
+def speed_table(record: dict) -> str:
+    """docs/speed.md's "Measured" table from a benchmarks.bench_train record: per task and kdlib path
+    (and the bf16 or torch.compile variant of it, where the record asked for one), the naive and kdlib
+    images/s (medians over rounds), the median per-round ratio, and the speed target where there is
+    one (its ratio in bold)."""
     naive = {r["task"]: r for r in record["results"] if r["path"] == "naive"}
     targets = {(t["task"], t["path"]): t for t in record["targets"]}
+    variants = record["settings"].get("variants") or ()
     lines = ["| task | naive img/s | kdlib img/s | kdlib / naive | target |", "|---|---|---|---|---|"]
     for r in record["results"]:
-        if r["path"] not in paths:
+        if not _shown(r["path"], variants):
             continue
         ratio = f"{r['ratio_vs_naive']:.2f}x"
         target = targets.get((r["task"], r["path"]))

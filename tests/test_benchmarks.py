@@ -127,9 +127,28 @@ def test_speed_doc_table_is_generated_from_its_results_json():
     or a record changed; run `python -m benchmarks.tables --write` (and reread the prose around it)."""
     text = tables.SPEED_DOC.read_text()
     assert tables.MARKER.findall(text) == ["benchmarks/results/cpu-2core-2threads-run2.json",
-                                           "benchmarks/results/cpu-2core-*.json"]
+                                           "benchmarks/results/cpu-2core-*.json",
+                                           "benchmarks/results/compile-cpu-2core-batch64.json"]
     assert tables.regenerate(text) == text, "docs/speed.md's table is stale: python -m benchmarks.tables --write"
     assert tables.main([str(tables.SPEED_DOC)]) == 0
+
+
+def test_the_speed_table_shows_the_variants_a_record_asked_for_except_nchw():
+    """A record's --variants rows (bf16, torch.compile) appear beside the plain ones, named; the NCHW
+    rows do not (the table across records carries them)."""
+    record = json.loads((common.REPO / "benchmarks/results/cpu-2core-2threads-run2.json").read_text())
+    plain = tables.speed_table(record)
+    assert "NCHW" not in plain and "compile" not in plain and len(plain.splitlines()) == 2 + 5
+    variant = {**record, "settings": {**record["settings"], "variants": ["nchw", "compile"]},
+               "results": record["results"] + [
+                   {**r, "path": f"{r['path']} compile", "images_per_s": 999.0} for r in record["results"]
+                   if r["path"] in ("kdlib", "kdlib logit cache")]}
+    rows = tables.speed_table(variant).splitlines()
+    assert "| teacher training, torch.compile | 331 | 999 |" in "\n".join(rows)
+    assert "| 5-teacher distillation, logit cache, torch.compile | 129 | 999 |" in "\n".join(rows)
+    assert len(rows) == 2 + 5 + 3 and not any("NCHW" in row for row in rows)  # 1 teacher + 2 cached students
+    unasked = {**variant, "settings": record["settings"]}  # rows present, not asked for: not shown
+    assert tables.speed_table(unasked) == plain
 
 
 def test_tables_write_rewrites_a_stale_table(tmp_path):
