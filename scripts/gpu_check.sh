@@ -11,8 +11,8 @@
 #                           evaluation, sync/dtype checks, get_run end to end, concurrent runs,
 #                           torch.compile; extrapolated to a 300-epoch distillation and the paper scale
 #   summary.md  all of the above in one page
-# Data: --data, else $KDLIB_DATA, else ../shared/data/cifar100-jpg.tar.gz if it exists (these two
-# mirror kdlib.data.default_source, from the repository root), else the first of shared/data/ and
+# Data: --data, else kdlib.data.default_source() ($KDLIB_DATA, else ../shared/data/cifar100-jpg.tar.gz
+# if it exists, from the repository root) when it names a local copy, else the first of shared/data/ and
 # .kdlib/ cifar100-jpg.tar.gz that exists (copies a GPU machine may have); without any, synthetic
 # pixels in place of torchvision's download (same cost; summary says so).
 # Python: $PYTHON, else .venv/bin/python, else python3; it needs torch, torchvision, numpy, tqdm.
@@ -45,11 +45,14 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"  # kdlib and benchmarks fro
 # Decoded data go to a scratch folder, not into the results.
 export KDLIB_HOME="${KDLIB_HOME:-$(mktemp -d "${TMPDIR:-/tmp}/kdlib-gpu-check.XXXXXX")}"
 
-# A shell mirror of kdlib.data.default_source ($KDLIB_DATA above, then its offline copy
-# ../shared/data/cifar100-jpg.tar.gz, relative to the repository root we cd'ed to), followed by this
-# script's own extra places; keep the first two in step with kdlib/data.py.
+# The one rule, kdlib.data.default_source (run from the repository root we cd'ed to), then this
+# script's own extra places where it finds no local copy (it says "torchvision", the download).
 if [ -z "$DATA" ]; then
-  for candidate in ../shared/data/cifar100-jpg.tar.gz shared/data/cifar100-jpg.tar.gz .kdlib/cifar100-jpg.tar.gz; do
+  DATA="$("$PY" -c 'from kdlib.data import default_source; print(default_source())' 2>/dev/null)"
+  if [ "$DATA" = torchvision ]; then DATA=""; fi
+fi
+if [ -z "$DATA" ]; then
+  for candidate in shared/data/cifar100-jpg.tar.gz .kdlib/cifar100-jpg.tar.gz; do
     if [ -f "$candidate" ]; then DATA="$candidate"; break; fi
   done
 fi
