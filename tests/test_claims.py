@@ -509,6 +509,22 @@ def test_the_family_rule_needs_the_bonferroni_interval_to_reject():
     assert claims.combine([]) == INCONCLUSIVE
 
 
+def test_an_undecided_part_whose_95_interval_lies_against_the_claim_says_so_in_words():
+    """E4's CKA part on 2026-12-04: its 95 % interval lay wholly below 0, against the claim, but its
+    97.5 % one (Bonferroni over 2 parts) reached across 0. The reason once read "its interval reaches
+    across 0: inside the noise", beside an interval that plainly did not."""
+    against = fixed_part(0.58, 0.035, family=4)  # 95 %: [0.511, 0.649], wholly above 0.5; 98.75 %: [0.493, 0.667]
+    assert against.verdict == INCONCLUSIVE
+    why = claims.text.unresolved([against])
+    assert "inside the noise" not in why
+    assert "its interval lies above 0.5 at 95 %, but its 98.75 % interval (Bonferroni over 4 parts), " \
+           "[0.493, 0.667], reaches across it" in why
+    within = fixed_part(0.52, 0.035, family=4)  # 95 % interval across 0.5: inside the noise
+    assert within.verdict == INCONCLUSIVE and "its interval reaches across 0.5: inside the noise" in within.reason()
+    assert fixed_part(0.58, 0.035).reason() == "its interval lies above 0.5, against the claim"
+    assert fixed_part(0.1, 0.02).reason() == ""
+
+
 def test_e6_a_part_just_beyond_the_boundary_at_95_but_not_at_98_75_is_inconclusive():
     """Adam closes 0.6 of the gap on the test images: above 0.5 at 95 %, not at 98.75 % (Bonferroni
     over the claim's 4 parts). Alone it would not hold; in the claim it is inconclusive."""

@@ -76,6 +76,23 @@ class Part:
     def claimed_opposite_words(self) -> str:
         return "its interval lies " + OPPOSITE[self.claimed]
 
+    def reason(self) -> str:
+        """Why this part did not hold, in words (empty when it holds). An inconclusive part whose 95 %
+        interval lies against the claim says so, and names the wider Bonferroni interval that reaches
+        across the boundary: "inside the noise" alone would contradict the interval printed beside it."""
+        b = f"{self.boundary:g}"
+        if self.verdict == HOLDS:
+            return ""
+        if self.verdict == FAILS:
+            return f"{self.claimed_opposite_words()} {b}, against the claim"
+        if self.interval.position(self.boundary) == OPPOSITE[self.claimed]:
+            low, high = self.interval.bounds(self.against_confidence)
+            digits = 2 if self.unit == "points" else 3
+            return (f"{self.claimed_opposite_words()} {b} at 95 %, but its {100 * self.against_confidence:.4g} % "
+                    f"interval (Bonferroni over {self.family} parts), [{low:.{digits}f}, {high:.{digits}f}], reaches "
+                    f"across it: not decided against the claim")
+        return f"its interval reaches across {b}: inside the noise"
+
     def text(self) -> str:
         digits = 2 if self.unit == "points" else 3
         return self.interval.text(digits) + (f" {self.unit}" if self.unit and self.unit != "λ" else "")

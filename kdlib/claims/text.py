@@ -8,7 +8,7 @@ import numpy as np
 
 from kdlib import tables
 from kdlib.claims.evidence import rise_over_last_fifth
-from kdlib.claims.rules import HOLDS, INCONCLUSIVE, LEVELLED
+from kdlib.claims.rules import HOLDS, LEVELLED
 
 
 def pct(values) -> str:
@@ -40,9 +40,7 @@ def unresolved(parts) -> str:
     for p in parts:
         if p.verdict == HOLDS:
             continue
-        reason = (f"its interval reaches across {p.boundary:g}: inside the noise" if p.verdict == INCONCLUSIVE
-                  else f"{p.claimed_opposite_words()} {p.boundary:g}, against the claim")
-        out.append(f"{p.name}: {p.text()}, {reason} ({p.noise_text})")
+        out.append(f"{p.name}: {p.text()}, {p.reason()} ({p.noise_text})")
     return "; ".join(out) + "." if out else ""
 
 
