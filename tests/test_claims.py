@@ -563,6 +563,21 @@ def test_power_is_none_when_no_count_up_to_64_would_decide():
     assert claims.power(CASES[("e2-ensembles", HOLDS)]()[0].parts[0], effect=0.0) is None  # on the boundary
 
 
+def test_power_against_the_claim_asks_for_the_bonferroni_interval_the_rule_needs():
+    """E4's CKA part on 2026-12-04: inconclusive at 3 seeds (its 95 % interval below 0, its 97.5 % one
+    across), yet the power table said 3 seeds would decide it: the count used the 95 % interval, which
+    decides "does not hold" only in a claim of one part."""
+    def part(family):
+        p = fixed_part(-0.008, 0.0013, boundary=0.0, claimed=ABOVE, family=family)
+        return dataclasses.replace(p, interval=Interval(-0.008, 0.0013, 2.0, seeds=0.0013 ** 2,
+                                                        components=((0.0013 ** 2, 2.0),)))
+    alone, in_two = part(1), part(2)
+    assert alone.verdict == FAILS and in_two.verdict == INCONCLUSIVE
+    assert claims.power(alone) <= 3 < claims.power(in_two)
+    on_the_claimed_side = dataclasses.replace(in_two, claimed=BELOW)  # same numbers: now the claim's side, 95 %
+    assert on_the_claimed_side.verdict == HOLDS and claims.power(on_the_claimed_side) == claims.power(alone)
+
+
 def test_power_of_a_part_whose_noise_is_all_images():
     p = dataclasses.replace(fixed_part(0.1, 0.1), interval=Interval(1.0, 0.1, math.inf, seeds=0.0, images=0.01))
     assert claims.power(p) == 2  # the seeds add nothing: the fewest seeds decide it

@@ -27,8 +27,9 @@ from kdlib.claims import beyond as _beyond
 from kdlib.claims.evidence import rise_over_last_fifth
 from kdlib.claims.paper import (Verdict, beyond_independent, cka_not_agreement, ensemble_size, far_from_faithful,
                                 optimiser_and_length, sharp_transition, student_accuracy, temperature_and_mixup)
-from kdlib.claims.rules import FAILS, HOLDS, INCONCLUSIVE, LEVELLED, VERDICTS, Part, combine
+from kdlib.claims.rules import ABOVE, FAILS, HOLDS, INCONCLUSIVE, LEVELLED, VERDICTS, Part, combine
 from kdlib.claims.text import markdown, summary_table
+from kdlib.stats import CONFIDENCE
 from kdlib.tables import NORM_NAMES
 
 __all__ = ["ClaimRuns", "FAILS", "HOLDS", "INCONCLUSIVE", "NORM_NAMES", "Part", "VERDICTS", "Verdict", "chapter",
@@ -197,9 +198,11 @@ def power(part: Part, effect: float | None = None, target: float = 0.8, most: in
     true value were `effect` (default: the estimate measured), from the part's measured variance
     parts: the seed part scales as 1 / units, the images' part stays. As the interval does, each
     part keeps its own t quantile (its degrees of freedom: U - 1 per block, summed over pooled
-    blocks): decided when |effect - boundary| exceeds the 95 % half-width plus the `target`
-    quantile's. None when no count up to `most` would, no variance was measured, or the part's noise
-    is not a seed model (B4's students as draws)."""
+    blocks): decided when |effect - boundary| exceeds the half-width of the interval that decides
+    (95 % on the claimed side; on the other side the family's Bonferroni interval, as the rule
+    needs to say "does not hold") plus the `target` quantile's. None when no count up to `most`
+    would, no variance was measured, or the part's noise is not a seed model (B4's students as
+    draws)."""
     if "model" in part.noise:
         return None
     iv = part.interval
@@ -207,6 +210,8 @@ def power(part: Part, effect: float | None = None, target: float = 0.8, most: in
     units = max(part.noise["units"].values(), default=0)
     blocks = len(part.noise["units"]) if part.noise.get("pooled_seeds") else 1
     distance = abs(effect - part.boundary)
+    claimed_side = (effect > part.boundary) == (part.claimed == ABOVE)
+    confidence = CONFIDENCE if claimed_side else part.against_confidence
     if not math.isfinite(iv.seeds) or units < 2 or not math.isfinite(distance):
         return None
     per_unit = iv.seeds * units  # the seed part of one unit per block
@@ -218,7 +223,7 @@ def power(part: Part, effect: float | None = None, target: float = 0.8, most: in
             return math.sqrt(sum(v * (_sp.t.ppf(q, d) if math.isfinite(d) else _sp.norm.ppf(q)) ** 2
                                  for v, d in pieces if v > 0))
 
-        if half(0.5 + 0.95 / 2) + half(target) < distance:
+        if half(0.5 + confidence / 2) + half(target) < distance:
             return n
     return None
 
