@@ -61,7 +61,7 @@ rows += [row("paper: random", p["random"]["test_agreement"], p["random"]["test_k
          row("paper: teacher init", p["teacher_init"]["test_agreement"], p["teacher_init"]["test_kl"], p["teacher_init"]["cka"]),
          row("study: random *", s["random"]["test_agreement"], s["random"]["test_kl"], s["random"]["cka"]),
          row("study: teacher init *", s["teacher_init"]["test_agreement"], s["teacher_init"]["test_kl"], s["teacher_init"]["cka"])]
-pd.DataFrame(rows).set_index("").round(3).astype(object).fillna("")
+pd.DataFrame(rows).set_index("").round({"agreement (%)": 2}).round(3).astype(object).fillna("")
 
 # %% tags=["hide-input"]
 n = students["random"][0].metrics["cka_examples"]
