@@ -64,8 +64,8 @@ def cpu_has_native_bf16() -> bool:
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """'auto', 'fp32' or 'bf16'. 'auto' is bf16 autocast where the hardware runs it natively (CUDA;
-    CPUs with AVX512-BF16/AMX, where training steps run ~1.9x faster than fp32 on 2 cores) and
-    fp32 elsewhere. Either way the run's key records the precision (kdlib.identity.RunKey)."""
+    CPUs with AVX512-BF16/AMX, where training steps run ~1.8x faster than fp32 on 2 cores:
+    docs/speed.md) and fp32 elsewhere. Either way the run's key records the precision (kdlib.identity.RunKey)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "auto":
