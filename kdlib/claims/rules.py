@@ -87,15 +87,19 @@ class Part:
             return f"{self.claimed_opposite_words()} {b}, against the claim"
         if self.interval.position(self.boundary) == OPPOSITE[self.claimed]:
             low, high = self.interval.bounds(self.against_confidence)
-            digits = 2 if self.unit == "points" else 3
+            d = self.digits
             return (f"{self.claimed_opposite_words()} {b} at 95 %, but its {100 * self.against_confidence:.4g} % "
-                    f"interval (Bonferroni over {self.family} parts), [{low:.{digits}f}, {high:.{digits}f}], reaches "
+                    f"interval (Bonferroni over {self.family} parts), [{low:.{d}f}, {high:.{d}f}], reaches "
                     f"across it: not decided against the claim")
         return f"its interval reaches across {b}: inside the noise"
 
+    @property
+    def digits(self) -> int:
+        """Decimals the part's numbers are printed with: 2 for points, 3 for ratios and other units."""
+        return 2 if self.unit == "points" else 3
+
     def text(self) -> str:
-        digits = 2 if self.unit == "points" else 3
-        return self.interval.text(digits) + (f" {self.unit}" if self.unit and self.unit != "λ" else "")
+        return self.interval.text(self.digits) + (f" {self.unit}" if self.unit and self.unit != "λ" else "")
 
     def to_json(self) -> dict:
         return {"name": self.name, "verdict": self.verdict, **self.interval.to_json(), "unit": self.unit,
