@@ -41,7 +41,7 @@ from benchmarks.common import (REPO, default_data, describe_data, load_data, mac
 from kdlib import data as kdata
 from kdlib import evaluate as ev
 from kdlib import logit_cache as lcache
-from kdlib import plans
+from kdlib import study
 from kdlib import scales
 from kdlib.cache import RunCache
 from kdlib.config import Recipe, StudentSpec, TeacherSpec
@@ -49,7 +49,7 @@ from kdlib.losses import Teacher
 from kdlib.models import build_model
 from kdlib.device import CHANNELS_LAST, autocast, backend_flags, resolve_device, resolve_precision
 from kdlib.evaluate import final_metrics
-from kdlib.runs import get_run
+from kdlib.execute import get_run
 from kdlib.train import TrainSet, make_optimizer, train_epoch
 
 PAPER = scales.get_scale("paper")
@@ -88,7 +88,7 @@ def time_epochs(spec, dataset, device, precision, epochs, *, teacher=None, store
         batches = data.epoch(e, spec.recipe.batch_size)
         synchronize(device)
         t0 = time.perf_counter()
-        loss_sum, _ = train_epoch(forward, opt, spec, batches, teacher=teacher, logit_cache=store,
+        loss_sum, _ = train_epoch(forward, opt, spec, batches, teacher=teacher, cached_teacher=store,
                                   precision=precision)
         loss_sum.item()
         synchronize(device)
@@ -252,8 +252,8 @@ STAGES = {"epochs": stage_epochs, "cache_build": stage_cache_build, "evaluation"
 # Extrapolation
 
 def paper_plan() -> tuple[list, str]:
-    """The runs of the `paper` scale (kdlib.plans.all_specs) and where they come from."""
-    return list(plans.all_specs(PAPER)), "kdlib.plans.all_specs(paper)"
+    """The runs of the `paper` scale (kdlib.study.all_specs) and where they come from."""
+    return list(study.all_specs(PAPER)), "kdlib.study.all_specs(paper)"
 
 
 def depth_factor(spec) -> float:

@@ -153,7 +153,7 @@ class KdlibRun:
         self.seed += 1  # a fresh permutation per block; a block longer than an epoch repeats it
         loss_sum, _ = train_epoch(self.model, self.opt, self.spec,
                                   self.data.epoch(self.seed, self.spec.recipe.batch_size, steps),
-                                  teacher=self.teacher, logit_cache=self.store, precision=self.precision)
+                                  teacher=self.teacher, cached_teacher=self.store, precision=self.precision)
         loss_sum.item()  # the end-of-epoch read: waits for the device
 
 

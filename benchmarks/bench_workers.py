@@ -3,7 +3,7 @@
     python -m benchmarks.bench_workers [--data PATH] [--epochs 10] [--json benchmarks/results/workers.json]
 
 Two teachers of the reduced scale (kdlib.scales "reduced": its data and teacher recipe, with
---epochs epochs; seeds 0 and 1), each time in a fresh temporary run cache, by `kdlib.runs.run_all`:
+--epochs epochs; seeds 0 and 1), each time in a fresh temporary run cache, by `kdlib.execute.run_all`:
 - "serial": workers=1, one run after another in this process, with all of the workers' threads
   (2 x max(1, cpu_count // 2): 2 torch threads on a 2-core CPU);
 - "workers": workers=2, both at once in two spawned processes of max(1, cpu_count // 2) torch
@@ -35,7 +35,7 @@ from kdlib import data as kdata
 from kdlib import scales
 from kdlib.cache import RunCache
 from kdlib.config import TeacherSpec
-from kdlib.runs import run_all
+from kdlib.execute import run_all
 
 SEEDS = (0, 1)
 

@@ -36,7 +36,7 @@ from kdlib.claims import rise_over_last_fifth
 from kdlib.config import Recipe, StudentSpec, TeacherSpec
 from kdlib.files import kdlib_home
 from kdlib.scales import probe_rows_markdown
-from kdlib.runs import get_run
+from kdlib.execute import get_run
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ Every file is written atomically with a checksum (kdlib.files). `RunCache.load` 
 run as a whole before returning it: result.json parses and matches its own checksum, its key hashes
 to the folder's id, spec.json says the same, and model.pt and logits.pt pass their checksums and
 are the files result.json recorded. A run that fails any check raises `CorruptRunError` naming the
-run and the file; it is never used (kdlib.runs moves it aside with a warning and trains it again).
+run and the file; it is never used (kdlib.execute moves it aside with a warning and trains it again).
 A `Run` checks its files against result.json's sha256 again whenever it reads them.
 
 `RunCache.lock` is an exclusive lock per run (a file lock): safe across processes, across threads
@@ -40,6 +40,7 @@ from kdlib.config import Spec
 from kdlib.files import (CorruptFileError, atomic_write_bytes, checked_payload, kdlib_home, load_tensors,
                          save_tensors, write_json)
 from kdlib.identity import RunKey, canonical
+from kdlib.models import build_model
 
 # A finished run's files, in the order they are written: result.json last marks it complete.
 RUN_FILES = ("spec.json", "model.pt", "logits.pt", "result.json")
@@ -152,7 +153,6 @@ class Run:
         return self._read("model.pt", map_location)
 
     def load_model(self, device="cpu"):
-        from kdlib.models import build_model
         state = self.state_dict()
         model = build_model(self.spec.norm, seed=0, num_classes=state["fc.weight"].shape[0], depth=self.spec.depth)
         model.load_state_dict(state)

@@ -4,6 +4,10 @@ Specs are frozen dataclasses that validate themselves on construction, so a bad 
 fails at the boundary with a message naming it, and hold their numbers as floats, so equal specs
 are equal values. A spec, the data it runs on and its numerics make the run's key
 (`kdlib.identity.RunKey`); the device is not part of it.
+
+A field added to a spec after run ids were first pinned is declared with `added(default)`: at its
+default it stays out of the spec's dict (`spec_to_dict`), so every run cached before it existed keeps
+its id; tests/test_identity.py pins today's ids.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
 from kdlib.checks import check_bool, check_choice, check_int, check_number, check_tau, check_unit_interval
@@ -28,6 +32,12 @@ def stable_seed(*parts) -> int:
     teacher 0's initial weights by accident, and init and data order are independent.
     """
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little") >> 1
+
+
+def added(default):
+    """A spec field added after run ids were first pinned: at `default` it is left out of the spec's
+    dict, so adding it re-keys no cached run (kdlib.identity)."""
+    return field(default=default, metadata={"omit_at_default": True})
 
 
 def _set(obj, **values) -> None:
@@ -81,7 +91,7 @@ class TeacherSpec:
     recipe: Recipe     # how it is trained
     seed: int = 0      # initial weights and data order
     norm: str = "batch"  # "batch" (BatchNorm) or "layer" (GroupNorm(1, C)), protocol §2
-    depth: int = 20    # PreResNet-20, or the deeper PreResNet-56 (B2's capacity gap, protocol §9)
+    depth: int = added(20)  # PreResNet-20, or the deeper PreResNet-56 (B2's capacity gap, protocol §9)
 
     def __post_init__(self):
         check_int("seed", self.seed, 0)
@@ -160,14 +170,24 @@ Spec = Union[TeacherSpec, StudentSpec]
 
 
 def spec_to_dict(spec: Spec) -> dict:
-    """A JSON-ready description of the spec, with its kind, teachers nested in full."""
-    d = dataclasses.asdict(spec)
+    """A JSON-ready description of the spec, with its kind and its teachers nested in full; a field
+    declared with `added` is left out at its default (so its addition re-keyed no run)."""
+    d = _fields(spec)
     d["kind"] = spec.kind
-    if d.get("depth") == 20:
-        del d["depth"]  # the default depth is left out, so PreResNet-20 runs keep the ids they had before depth
     if isinstance(spec, StudentSpec):
         d["teachers"] = [spec_to_dict(t) for t in spec.teachers]
     return d
+
+
+def _fields(obj) -> dict:
+    """A dataclass's fields by name, nested dataclasses as dicts, `added` fields at their default left out."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.metadata.get("omit_at_default") and value == f.default:
+            continue
+        out[f.name] = _fields(value) if dataclasses.is_dataclass(value) else value
+    return out
 
 
 def spec_from_dict(d: dict) -> Spec:

@@ -2,7 +2,7 @@
 analyses that compare runs.
 
 The run plans are kdlib.plans; a plan
-runs through `Experiment.run` (kdlib.runs.run_all); kdlib.tables formats the numbers and
+runs through `Experiment.run` (kdlib.execute.run_all); kdlib.tables formats the numbers and
 kdlib.plots draws the histories.
 """
 
@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
+from kdlib import data as kdata
+from kdlib import evaluate as ev
 from kdlib import metrics
-from kdlib.checks import check_str
 from kdlib.cache import Run
-from kdlib.data import Dataset
 from kdlib.config import StudentSpec
+from kdlib.data import Dataset
+from kdlib.device import resolve_device
+from kdlib.execute import cached_runs, run_all
 from kdlib.losses import ensemble_logits
 from kdlib.parameters import Parameters
-from kdlib.plans import flatten
+from kdlib.plans import OnClasses, flatten
 from kdlib.scales import Scale
+from kdlib.train import initial_model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,10 +79,6 @@ def agreement_decomposition(teacher_pair_agreement: float, student_agreement: fl
 def untrained_cka(teacher: Run, dataset, device="cpu") -> list[float]:
     """E4's floor: CKA between the trained teacher and an untrained network of the same
     architecture, on the same fixed test subset as the runs' `cka` metric."""
-    from kdlib import evaluate as ev
-    from kdlib.device import resolve_device
-    from kdlib.train import initial_model
-
     dev = resolve_device(device)
     untrained = initial_model(StudentSpec(recipe=teacher.spec.recipe, teachers=(teacher.spec,), seed=0,
                                           norm=teacher.spec.norm), dataset.num_classes).to(dev)
@@ -99,23 +98,21 @@ class Experiment:
     dataset: Dataset
     device: str
     executor: str
-    train: bool = True  # False: cached runs only (a missing run raises kdlib.runs.MissingRunsError)
+    train: bool = True  # False: cached runs only (a missing run raises kdlib.execute.MissingRunsError)
 
     def with_classes(self, k: int) -> "Experiment":
-        """The same experiment on the first `k` classes of its data (B3, `plans.class_count_specs`)."""
-        from kdlib import data as kdata
-
+        """The same experiment on the first `k` classes of its data (B3, `plans.OnClasses`)."""
         return dataclasses.replace(self, dataset=kdata.load(dataclasses.replace(self.dataset.spec, num_classes=k)))
 
     def run(self, specs):
-        """Runs for a plan: a list (or dict, or dict of lists) of specs, from the cache or trained now.
+        """Runs for a plan (kdlib.plans: a spec, lists and dicts of them, OnClasses parts), from the
+        cache or trained now, in the plan's shape.
 
-        Every spec of the plan goes to one `run_all` call, so teachers train first and runs that
-        appear twice are one run; the result has the plan's shape.
+        Every spec of the plan on the experiment's own classes goes to one `run_all` call, so
+        teachers train first and runs that appear twice are one run; each OnClasses part runs on its
+        classes (`with_classes`) and comes back as an OnClasses node holding its runs and labels.
         """
-        from kdlib.runs import cached_runs, run_all
-
-        flat = list(dict.fromkeys(flatten(specs)))
+        flat = list(dict.fromkeys(flatten(specs, own_classes_only=True)))
         if self.train:
             found = run_all(flat, self.dataset, executor=self.executor, device=self.device,
                             logit_cache=self.scale.logit_cache)
@@ -124,6 +121,9 @@ class Experiment:
         by_spec = dict(zip(flat, found))
 
         def shaped(plan):
+            if isinstance(plan, OnClasses):
+                sub = self.with_classes(plan.classes)
+                return OnClasses(plan.classes, sub.run(plan.plan), sub.dataset.test.y.numpy())
             if isinstance(plan, dict):
                 return {k: shaped(v) for k, v in plan.items()}
             if isinstance(plan, (list, tuple)):
@@ -132,35 +132,18 @@ class Experiment:
         return shaped(specs)
 
 
-def open_experiment(scale: str = Parameters.scale, data: str = Parameters.data, device: str = Parameters.device,
-                    executor: str = Parameters.executor, seed_base: int = Parameters.seed_base,
-                    train: bool = True) -> Experiment:
-    """Validate a notebook's parameters (kdlib.parameters.Parameters) and load its data.
+def open_experiment(params: Parameters | None = None, train: bool = True) -> Experiment:
+    """The experiment a notebook (or the claims' command line) works with: `params` (checked when they
+    were built, kdlib.parameters; default `Parameters()`) with their data loaded.
 
-    data: "" means `kdlib.data.default_source()` ($KDLIB_DATA, else the offline copy
-    ../shared/data/cifar100-jpg.tar.gz if there is one, else torchvision's download).
-    seed_base: the draw of seeds the plans use (kdlib.scales.Scale.seed_base; 0: the usual seeds).
-    Each bad parameter raises a ValueError (or FileNotFoundError) that names it.
+    train: True to train missing runs (the device must exist here); False to read cached runs only
+        ("cuda" then only names the device the runs were made on).
     """
-    from kdlib import data as kdata
-    from kdlib.runs import check_executor
-    from kdlib.scales import get_scale
-    from kdlib.device import check_device_name, resolve_device
-
-    for name, value in (("scale", scale), ("data", data), ("device", device), ("executor", executor)):
-        check_str(name, value)
-    sc = get_scale(scale, seed_base)
-    check_executor(executor)
+    params = Parameters() if params is None else params
+    if not isinstance(params, Parameters):
+        raise ValueError(f"params must be a kdlib.parameters.Parameters, got {type(params).__name__}")
     if train:
-        resolve_device(device)  # without training, "cuda" only names the device the runs were made on
-    else:
-        check_device_name(device)
-    source = data or kdata.default_source()
-    if source != "torchvision" and not Path(source).expanduser().exists():
-        name = "data" if data else "$KDLIB_DATA"
-        raise FileNotFoundError(f"{name}={source!r} does not exist; allowed: '' (kdlib.data.default_source(): "
-                                f"$KDLIB_DATA, else {kdata.OFFLINE_COPY} if it exists, else torchvision's "
-                                "download), 'torchvision', or the path of a CIFAR-100 class-folder tree or "
-                                ".tar.gz of one")
-    dataset = kdata.load(sc.data_spec(source))
-    return Experiment(scale=sc, dataset=dataset, device=device, executor=executor, train=train)
+        resolve_device(params.device)
+    sc = params.get_scale()
+    dataset = kdata.load(sc.data_spec(params.source))
+    return Experiment(scale=sc, dataset=dataset, device=params.device, executor=params.executor, train=train)

@@ -1,23 +1,38 @@
-"""Run plans for the experiments E0-E7 (protocol §6): which runs each experiment needs at a scale.
+"""Run plans: which runs each chapter of the report needs at a scale (protocol §6, §9).
 
-Each `e*_specs` function returns specs (lists, or dicts of lists, keyed by the setting compared);
-identical specs in two experiments are one cached run (the self-distilled students of teacher 0
-serve E1, E2 at m = 1 and E4, say). A setting that a claim compares has `scale.seeds` students
-(trial ids 0..seeds-1), so that the claims can judge differences against the spread over seeds
-(kdlib.claims). The seeds below are local: each spec's seed is run_seed(scale, local seed), which
-is the local seed itself at seed_base 0.
+A plan is specs in a shape: a spec, a list of them, or a dict of plans keyed by the setting compared;
+`kdlib.experiments.Experiment.run` gives back the runs in the same shape. An `OnClasses` node is a
+part of a plan run on the first k classes of the data (B3). Identical specs in two chapters are one
+cached run (the self-distilled students of teacher 0 serve E1, E2 at m = 1 and E4, say). A setting
+that a claim compares has `scale.seeds` students (trial ids 0..seeds-1), so that the claims can judge
+differences against the spread over seeds (kdlib.claims). The seeds below are local: each spec's
+seed is run_seed(scale, local seed), which is the local seed itself at seed_base 0. Which chapter
+uses which plan is the study's table, kdlib.study.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
 
 from kdlib.config import StudentSpec, TeacherSpec
 from kdlib.scales import SEED_STRIDE, Scale
 
 
 MIXUP = "tau=4 + MixUp"  # E5's MixUp setting, in temperature_specs
+
+
+@dataclass(frozen=True)
+class OnClasses:
+    """A part of a plan run on the first `classes` classes of the data (B3). In the runs a plan gives
+    back, the same node holds the runs in `plan`'s shape and the test labels of those classes."""
+
+    classes: int
+    plan: object
+    labels: np.ndarray | None = None  # the test labels of the first `classes` classes, once run
 
 
 def run_seed(scale: Scale, local_seed: int) -> int:
@@ -63,6 +78,13 @@ def initialisation_specs(scale: Scale, norm: str, lambdas: Sequence[float] | Non
                                      seed=run_seed(scale, lambda_seed(lam, s)))
                          for s in range(scale.lambda_seeds if lam < 1 else 1)]
             for lam in (scale.lambdas if lambdas is None else lambdas)}
+
+
+def initialisation_plan(scale: Scale) -> dict[str, dict]:
+    """E3 for every model of `scale.lambda_norms`: the teacher interpolated towards, and its students
+    by lambda (`initialisation_specs`)."""
+    return {norm: {"teacher": teachers(scale, norm)[0], "students": initialisation_specs(scale, norm)}
+            for norm in scale.lambda_norms}
 
 
 def lambda_seed(lam: float, trial: int) -> int:
@@ -133,21 +155,30 @@ def class_count_specs(scale: Scale) -> dict[int, dict[str, list]]:
             for k in sorted(scale.class_counts)}
 
 
-def flatten(specs) -> list:
-    """The specs in a plan (a spec, or lists and dicts of them), in order."""
+def class_count_plan(scale: Scale) -> dict[int, OnClasses]:
+    """B3's plan: `class_count_specs`, each count's runs on the first k classes."""
+    return {k: OnClasses(k, plan) for k, plan in class_count_specs(scale).items()}
+
+
+def with_classes(specs, classes: int | None = None) -> list[tuple[int | None, object]]:
+    """(classes, spec) for every spec of a plan, in order: `classes` None on the data's own classes, k
+    inside an OnClasses part (the same spec on fewer classes is another run)."""
+    if isinstance(specs, OnClasses):
+        return with_classes(specs.plan, specs.classes)
     if isinstance(specs, dict):
-        return [s for v in specs.values() for s in flatten(v)]
+        return [x for v in specs.values() for x in with_classes(v, classes)]
     if isinstance(specs, (list, tuple)):
-        return [s for v in specs for s in flatten(v)]
+        return [x for v in specs for x in with_classes(v, classes)]
+    return [(classes, specs)]
+
+
+def flatten(specs, own_classes_only: bool = False) -> list:
+    """The specs in a plan (a spec, or lists and dicts of them, or OnClasses parts), in order; with
+    `own_classes_only`, without the parts run on fewer classes. On the runs a plan gave back, the runs."""
+    if isinstance(specs, OnClasses):
+        return [] if own_classes_only else flatten(specs.plan)
+    if isinstance(specs, dict):
+        return [s for v in specs.values() for s in flatten(v, own_classes_only)]
+    if isinstance(specs, (list, tuple)):
+        return [s for v in specs for s in flatten(v, own_classes_only)]
     return [specs]
-
-
-def all_specs(scale: Scale) -> list:
-    """Every run the report needs at `scale` on its own classes, teachers first, without duplicates
-    (B3's runs on fewer classes are `class_count_specs`)."""
-    specs = [*teachers(scale), *[teachers(scale, n)[0] for n in scale.lambda_norms], *capacity_specs(scale)["teacher"],
-             *flatten([self_distillation_specs(scale), ensemble_specs(scale),
-                       [initialisation_specs(scale, n) for n in scale.lambda_norms], cka_specs(scale),
-                       temperature_specs(scale), optimiser_specs(scale), alpha_specs(scale),
-                       capacity_specs(scale)])]
-    return list(dict.fromkeys(specs))

@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import math
 
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from kdlib import metrics
+
 
 def history_series(run, key: str) -> tuple[list[int], list[float]]:
     """(epochs, values) of `key` in a run's history, skipping epochs where it was not measured."""
@@ -29,10 +35,6 @@ def agreement_and_loss(agreement_ax, loss_ax, run, color: str, label: str | None
 def reliability_diagram(ax, logits, labels, label: str, color: str, n_bins: int = 10) -> None:
     """Accuracy against confidence per bin of `kdlib.metrics.reliability` (markers sized by the
     bin's share of the images), with the diagonal of perfect calibration, on the axes `ax`."""
-    import torch
-
-    from kdlib import metrics
-
     bins = metrics.reliability(logits, torch.as_tensor(labels), n_bins)
     full = bins["count"] > 0
     count = bins["count"][full]
@@ -51,9 +53,6 @@ def image_page(images, rows: list[dict], classes, title: str = ""):
 
     images: uint8 (k, 3, H, W); rows: per image {"label": int, "nets": [(name, probs (C,)), ...]}
     (two nets: the teacher and the student); classes: the label names."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-
     k = len(rows)
     nets = len(rows[0]["nets"]) if rows else 0
     fig, axes = plt.subplots(1 + nets, max(k, 1), figsize=(2.6 * max(k, 1), 1.9 + 1.25 * nets), squeeze=False,

@@ -23,6 +23,7 @@ arguments (checked before any kernel starts).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -34,23 +35,18 @@ from pathlib import Path
 
 import nbformat
 
-from kdlib import data as kdata
 from kdlib import scales
-from kdlib.checks import check_seed_base
 from kdlib.files import write_json
 from kdlib.notebook import ReportError, execute_notebook
 from kdlib.parameters import Parameters
+from kdlib.study import NOTEBOOKS
 
-# Every notebook, in execution order: later notebooks reuse earlier ones' cached runs.
-NOTEBOOKS = ("setup", "e0_teachers", "e1_self_distillation", "e2_ensembles", "e3_initialisation",
-             "e4_cka", "e5_temperature", "e6_optimiser", "b1_hard_labels", "b2_capacity", "b3_classes",
-             "b4_fidelity_generalisation", "b5_calibration", "b6_disagreements", "e7_summary", "appendix")
+# Every notebook, in execution order (the study's table): later notebooks reuse earlier ones' cached runs.
 
 
 def installed_book() -> Path:
     """Where the installed package keeps the report's sources (kdlib.book, a namespace package of data
     folders: importlib's finder knows its folder, for a wheel and an editable install alike)."""
-    import importlib.util
     spec = importlib.util.find_spec("kdlib.book")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("kdlib's report sources (kdlib.book) are not installed; reinstall kdlib")
@@ -172,7 +168,7 @@ def read_timings(path: Path) -> dict:
     return timings
 
 
-def run_report(params: Parameters = Parameters(), only: Sequence[str] | None = None, build: bool = True,
+def run_report(params: Parameters | None = None, only: Sequence[str] | None = None, build: bool = True,
                book: Path = BOOK, notebooks: Path | None = None, strict: bool | None = None,
                progress: bool = True) -> Path | None:
     """Execute the notebooks (all, or `only` those, in NOTEBOOKS order) and build the book.
@@ -184,7 +180,9 @@ def run_report(params: Parameters = Parameters(), only: Sequence[str] | None = N
     progress:  show training progress on stdout while a notebook runs.
     Returns the built index.html (None with build=False). Raises ReportError on a failure.
     """
-    scales.get_scale(params.scale, params.seed_base)  # a bad scale or seed_base fails here, before any kernel
+    params = Parameters() if params is None else params
+    if not isinstance(params, Parameters):  # checked when built: a bad value failed there, before any kernel
+        raise ValueError(f"params must be a kdlib.parameters.Parameters, got {type(params).__name__}")
     names = list(NOTEBOOKS) if not only else [n for n in NOTEBOOKS if n in set(only)]
     unknown = sorted(set(only or ()) - set(NOTEBOOKS))
     if unknown:
@@ -229,58 +227,13 @@ def run_report(params: Parameters = Parameters(), only: Sequence[str] | None = N
 # the command line: every option checked by the parser, before any kernel starts
 
 
-def _data_source(value: str) -> str:
-    if value in ("", "torchvision") or Path(value).expanduser().exists():
-        return value
-    raise argparse.ArgumentTypeError(f"{value!r} does not exist; allowed: 'torchvision', the path of a CIFAR-100 "
-                                     "class-folder tree or .tar.gz of one, or '' (kdlib.data.default_source(): "
-                                     f"$KDLIB_DATA, else {kdata.OFFLINE_COPY} if it exists, else torchvision)")
-
-
-def _seed_base(value: str) -> int:
-    try:
-        return check_seed_base(int(value))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a seed base; allowed: an int >= 0 (0: the usual "
-                                         f"seeds; N: seeds {scales.SEED_STRIDE} * N + 0, 1, ...)") from None
-
-
-def _device(value: str) -> str:
-    from kdlib.device import check_device_name
-
-    try:
-        return check_device_name(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a device; allowed: auto, cpu, cuda, cuda:N") from None
-
-
-def _executor(value: str) -> str:
-    from kdlib.runs import check_executor  # names the allowed values, and says when Ray is missing
-
-    try:
-        return check_executor(value)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="kdlib-report", description="Execute the report's notebooks and build it as a Jupyter Book.",
         epilog=f"scales: {', '.join(f'{n} ({s.description})' for n, s in scales.SCALES.items())}. "
                "devices: auto (CUDA when present), cpu, cuda, cuda:N. executors: inline (this process), ray "
                "(a local Ray instance), ray://HOST:PORT or ray:ADDRESS (a Ray cluster).")
-    p.add_argument("--scale", default=Parameters.scale, choices=tuple(scales.SCALES),
-                   help="how much data and how many epochs (kdlib.scales; default: reduced)")
-    p.add_argument("--data", default=Parameters.data, type=_data_source,
-                   help='CIFAR-100 source: "torchvision", a class-folder tree or .tar.gz (default, or "": '
-                        f'kdlib.data.default_source(): $KDLIB_DATA, else {kdata.OFFLINE_COPY} if it exists, '
-                        'else "torchvision")')
-    p.add_argument("--device", default=Parameters.device, type=_device, help="auto (default), cpu, cuda or cuda:N")
-    p.add_argument("--executor", default=Parameters.executor, type=_executor,
-                   help="inline (default), ray, ray://HOST:PORT or ray:ADDRESS (kdlib.executor)")
-    p.add_argument("--seed-base", default=Parameters.seed_base, type=_seed_base,
-                   help=f"the draw of seeds: every run's seed is {scales.SEED_STRIDE} * N + its local seed "
-                        "(default 0: the usual seeds; another N gives runs that no other draw shares)")
+    Parameters.add_arguments(p)
     p.add_argument("--out", type=Path, default=BOOK if IN_CHECKOUT else None,
                    help="the folder to build the report in; its sources are copied there first (default: the "
                         "checkout's book/; required when kdlib is installed outside a checkout)")
@@ -303,8 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--out is required when kdlib is installed outside a checkout (the folder to build the report in)")
     if args.notebooks is not None and not args.notebooks.is_dir():
         p.error(f"--notebooks {str(args.notebooks)!r} is not a folder")
-    params = Parameters(scale=args.scale, data=args.data, device=args.device, executor=args.executor,
-                        seed_base=args.seed_base)
+    params = Parameters.from_arguments(args)
     try:
         book = prepare_book(args.out)
         if args.build_only:

@@ -2,14 +2,16 @@
 
 Defined here once; notebooks, tests and benchmarks pick one by name. `get_scale(name, seed_base)`
 also picks the draw of seeds: every run's seed is `SEED_STRIDE * seed_base + local seed`
-(kdlib.experiments.run_seed), so base 0 is the report's usual runs and each other base a fresh,
+(kdlib.plans.run_seed), so base 0 is the report's usual runs and each other base a fresh,
 disjoint set of them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from kdlib.checks import check_seed_base
 from kdlib.config import Recipe
@@ -55,7 +57,7 @@ class Scale:
     # each teacher set together train long enough for one stored cache to pay
     logit_cache: str = "auto"
     # which draw of seeds the plans use: run seeds are SEED_STRIDE * seed_base + local seed
-    # (kdlib.experiments.run_seed); 0 = the report's usual seeds
+    # (kdlib.plans.run_seed); 0 = the report's usual seeds
     seed_base: int = 0
 
     def __post_init__(self):
@@ -129,9 +131,6 @@ def get_scale(name: str, seed_base: int = 0) -> Scale:
 def probe_table(path) -> str:
     """The candidate scales measured by `python -m benchmarks.probe_scales --json PATH`, as a
     Markdown table (the evidence behind the reduced scale; docs/scale-probes.json)."""
-    import json
-    from pathlib import Path
-
     record = json.loads(Path(path).read_text())
     return probe_rows_markdown(record["rows"]) + (
         f"\n\nMeasured on {record['machine']['cpu']} with {record['machine']['threads']} torch threads, "

@@ -20,6 +20,8 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+import torchvision
+from PIL import Image, UnidentifiedImageError
 
 from kdlib.files import atomic_write_bytes, kdlib_home
 from kdlib.progress import Progress
@@ -35,6 +37,13 @@ _LAYOUT = ("a class-folder tree: <root>/train/<class>/*.jpg and <root>/test/<cla
 ALLOWED_SOURCES = '"torchvision", a class-folder tree, or a .tar.gz of one'
 
 
+def missing(name: str, source: str, also: str = "") -> FileNotFoundError:
+    """The one error for a source that does not exist, naming the parameter `name` it came from and
+    what may be given instead (`also`: another allowed value, e.g. the empty default)."""
+    return FileNotFoundError(f"{name}={source!r} does not exist; allowed: {also + ', ' if also else ''}"
+                             f"{ALLOWED_SOURCES} ({_LAYOUT})")
+
+
 def read(source: str):
     """([train_x, train_y, test_x, test_y], classes, fingerprint) of a DataSpec.source.
 
@@ -48,8 +57,6 @@ def read(source: str):
 
 
 def _load_torchvision():
-    import torchvision  # imported here: a local copy needs no torchvision
-
     root = kdlib_home() / "torchvision"
     try:
         parts = [torchvision.datasets.CIFAR100(str(root), train=t, download=True)
@@ -83,8 +90,7 @@ def _load_local(source: str):
         archive_bytes = path.read_bytes()  # 19.5 MB for CIFAR-100; hashing takes ~0.05 s
         fingerprint, files = hashlib.sha256(archive_bytes).hexdigest(), None
     else:
-        raise FileNotFoundError(f"DataSpec.source {source!r} does not exist; allowed: "
-                                f"{ALLOWED_SOURCES} ({_LAYOUT})")
+        raise missing("DataSpec.source", source)
 
     cache = kdlib_home() / "data" / fingerprint / _CACHE_FILE
     if cache.exists():
@@ -181,8 +187,6 @@ def _read_archive(data: bytes, source: str) -> list[tuple[str, bytes]]:
 
 def _decode(files: list[tuple[str, bytes]], source: str):
     """Image files in the layout -> ([train_x, train_y, test_x, test_y], classes)."""
-    from PIL import Image, UnidentifiedImageError  # only needed on the first load of a local copy
-
     items = {"train": [], "test": []}  # (class, file name, bytes)
     prefixes = set()
     for rel, data in files:

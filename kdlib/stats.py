@@ -365,7 +365,7 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple
     return Interval(float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v))), len(v) - 1).bounds(confidence)
 
 
-def describe(groups: Mapping[str, Group]) -> dict:
+def noise_model(groups: Mapping[str, Group]) -> dict:
     """What the noise model used for `groups`: units per block, images (summed over image sets, with
     `image_sets` when there are several), and which groups were fixed."""
     sets = {k: groups[m[0]].values.shape[1] for k, m in _image_sets(groups).items()}

@@ -3,7 +3,7 @@
 `train(key, dataset, cache, teacher_runs, options)` trains the teacher or student that `key`
 (kdlib.identity.RunKey) names, checkpointing at the end of every epoch: an interrupted run resumes
 from its last checkpoint and ends with the same result. Which runs to train, in what order and
-under which lock is kdlib.runs' business (`get_run`, `run_all`); what the final evaluation measures
+under which lock is kdlib.execute's business (`get_run`, `run_all`); what the final evaluation measures
 is kdlib.evaluate's; the loss is kdlib.losses.objective.
 
 Where the speed comes from (docs/speed.md has the measured figures):
@@ -197,17 +197,18 @@ def init_student(spec: StudentSpec, teacher_runs: list[Run], data: TrainSet,
 # One epoch
 
 def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, spec: Spec, batches: Epoch, *,
-                teacher: nn.Module | None = None, logit_cache: lcache.LogitCache | None = None,
+                teacher: nn.Module | None = None, cached_teacher: lcache.LogitCache | None = None,
                 precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step per batch of `batches` on `objective`; returns (sum of the step losses,
     correct in-loop predictions) as device tensors.
 
-    A student's soft targets come from `logit_cache` when given, else from `teacher` on the fly, on
+    A student's soft targets come from `cached_teacher` (the teacher's logits read from the logit
+    cache, kdlib.logit_cache) when given, else from `teacher` on the fly, on
     exactly the (augmented or mixed) images it sees. Nothing in here waits for the device (no
     .item(), no branching on tensor values), so on CUDA the host queues the whole epoch ahead of the
     GPU.
     """
-    if logit_cache is not None and spec.recipe.mixup:
+    if cached_teacher is not None and spec.recipe.mixup:
         raise ValueError("a logit cache cannot serve MixUp batches (mixed images are not cached views)")
     device = batches.data.device
     amp = autocast(device, precision)
@@ -221,8 +222,8 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, spec: Spec, batche
             mix = (pair, lam)
         with amp:
             logits = model(x)  # (B, C)
-            if logit_cache is not None:
-                target = logit_cache.gather(b.idx, b.views)  # (B, C) teacher log-probabilities on exactly x
+            if cached_teacher is not None:
+                target = cached_teacher.gather(b.idx, b.views)  # (B, C) teacher log-probabilities on exactly x
             else:
                 target = teacher(x) if teacher is not None else None
         loss = objective(spec, logits, b.y, target, mix)
@@ -288,7 +289,7 @@ def _checkpoint(key: RunKey, path, device: torch.device) -> dict | None:
 
 
 @dataclass
-class _Progress:
+class _TrainingState:
     """What a run has done so far, as its checkpoint carries it: the epochs trained, their history,
     the seconds they took, the devices and the epochs it was resumed after."""
 
@@ -299,7 +300,7 @@ class _Progress:
     resumes: list[int] = field(default_factory=list)
 
     @classmethod
-    def resumed(cls, state: dict) -> "_Progress":
+    def resumed(cls, state: dict) -> "_TrainingState":
         return cls(state["epoch"], state["history"], state["seconds"], state.get("devices", []),
                    [*state.get("resumes", []), state["epoch"]])
 
@@ -318,7 +319,7 @@ class _Progress:
 
 def train(key: RunKey, dataset: kdata.Dataset, cache: RunCache, teacher_runs: list[Run], options: TrainOptions) -> Run:
     """Train the run `key` names (its teachers' finished runs given), resuming from its checkpoint if
-    it has one, and write it to `cache`. The caller holds the run's lock (kdlib.runs)."""
+    it has one, and write it to `cache`. The caller holds the run's lock (kdlib.execute)."""
     spec, recipe, device = key.spec, key.spec.recipe, options.device
     with backend_flags(device, key.precision):
         data = TrainSet(dataset.train, device)
@@ -336,10 +337,10 @@ def train(key: RunKey, dataset: kdata.Dataset, cache: RunCache, teacher_runs: li
         model = model.to(memory_format=CHANNELS_LAST)
         opt = make_optimizer(model, recipe, lr0)
         if state is None:
-            done = _Progress(0, [{"epoch": 0, "lr": lr0, **ev.epoch_metrics(model, test_x, test_y, targets.test, device)}])
+            done = _TrainingState(0, [{"epoch": 0, "lr": lr0, **ev.epoch_metrics(model, test_x, test_y, targets.test, device)}])
         else:
             opt.load_state_dict(state["optimizer"])
-            done = _Progress.resumed(state)
+            done = _TrainingState.resumed(state)
         done.on(device)
         model_fwd = torch.compile(model) if options.compile else model  # shares the model's parameters
 
@@ -352,7 +353,7 @@ def train(key: RunKey, dataset: kdata.Dataset, cache: RunCache, teacher_runs: li
                 group["lr"] = lr
             batches = data.epoch(stable_seed(spec.kind, spec.seed, "epoch", epoch), recipe.batch_size)
             loss_sum, correct = train_epoch(model_fwd, opt, spec, batches, teacher=targets.forward,
-                                            logit_cache=targets.cache, precision=key.precision)
+                                            cached_teacher=targets.cache, precision=key.precision)
             train_loss = (loss_sum / batches.steps).item()  # the epoch's one wait for the device
             if not math.isfinite(train_loss):
                 raise FloatingPointError(f"run {key.id} ({spec.kind}): the training loss became {train_loss} "

@@ -6,8 +6,8 @@ agreement is known exactly. Every setting has several seeds whose runs differ a 
 fractions, and the images they get wrong), so the seed part of the noise is neither zero nor
 contrived; an inconclusive case is inconclusive because its noise is too large for its effect.
 
-Each case goes through the claim function and through `claims.evaluate(ClaimRuns(...), experiment)`,
-the path the chapters and the report take, with a ClaimRuns that holds only the fields the claim reads.
+Each case goes through the claim function and through `study.paper_claims(StudyRuns(...), chapter)`,
+the path the chapters and the report take, with a StudyRuns that holds only the chapters the claim reads.
 """
 
 import dataclasses
@@ -19,9 +19,12 @@ import numpy as np
 import pytest
 import torch
 
-from kdlib import claims
-from kdlib.claims import FAILS, HOLDS, INCONCLUSIVE, ClaimRuns, Part
+from kdlib import plans, study
+from kdlib.claims import FAILS, HOLDS, INCONCLUSIVE, Part, evidence, paper, power
+from kdlib.claims import text as claims_text
+from kdlib.claims import rules
 from kdlib.claims.rules import ABOVE, BELOW
+from kdlib.study import StudyRuns
 from kdlib.stats import Interval
 
 N = 2000        # test images
@@ -101,29 +104,29 @@ def teacher_pool():
 
 
 # ---------------------------------------------------------------------------------------------
-# The report's path: a ClaimRuns with only what a claim reads, through claims.evaluate
+# The report's path: a StudyRuns with only what a claim reads, through study.paper_claims
 
-CLAIM = {cid: (experiments, needs) for cid, experiments, needs, _ in claims.CLAIMS}
+PAPER_CLAIMS = [(c.id, q) for c in study.CHAPTERS if c.part == study.EXPERIMENTS for q in c.claims]
+CLAIM = {q.id: (chapter, q.reads) for chapter, q in PAPER_CLAIMS}
 
 
-def claim_runs(claim_id: str, **fields) -> ClaimRuns:
-    """A ClaimRuns holding `fields` (exactly the fields `claim_id` reads, per claims.CLAIMS), the rest empty."""
+def claim_runs(claim_id: str, **fields) -> StudyRuns:
+    """A StudyRuns holding `fields` (the runs of exactly the chapters `claim_id` reads, per the study's
+    table), no other chapter's."""
     assert set(fields) == set(CLAIM[claim_id][1]), f"{claim_id} reads {CLAIM[claim_id][1]}, got {sorted(fields)}"
-    empty = dict(labels=LABELS, teachers=[], self_distilled=[], ensembles={}, lambda_teachers={}, lambdas={},
-                 cka={}, temperatures={}, mixup=[], optimisers={})
-    return ClaimRuns(**{**empty, **fields})
+    return StudyRuns(LABELS, dict(fields))
 
 
-def reported(claim_id: str, **fields) -> claims.Verdict:
-    """The verdict on `claim_id` as the chapter of its (first) experiment gives it."""
-    experiment = CLAIM[claim_id][0][0]
-    verdicts = claims.evaluate(claim_runs(claim_id, **fields), experiment)
+def reported(claim_id: str, **fields) -> paper.Verdict:
+    """The verdict on `claim_id` as the chapter that owns it gives it."""
+    chapter = CLAIM[claim_id][0]
+    verdicts = study.paper_claims(claim_runs(claim_id, **fields), chapter)
     (v,) = [v for v in verdicts if v.id == claim_id]
     return v
 
 
 # Each case: (claim id, expected verdict) -> a builder returning (the claim function's verdict, the
-# ClaimRuns fields that claim reads). Every claim holds, does not hold and is inconclusive.
+# runs of the chapters that claim reads). Every claim holds, does not hold and is inconclusive.
 CASES = {}
 
 
@@ -145,7 +148,7 @@ ACC_TEACHER = copy_on(LABELS, 0.40)  # right on 46 % of the images (40 % copied,
 
 def accuracy_case(fractions):
     teacher, studs = FakeRun(ACC_TEACHER), students(fractions, LABELS)
-    return claims.student_accuracy(teacher, studs, LABELS), {"teachers": [teacher], "self_distilled": studs}
+    return paper.student_accuracy(teacher, studs, LABELS), {"E0": [teacher], "E1": studs}
 
 
 @case("e1-accuracy", HOLDS)
@@ -167,7 +170,7 @@ def _():  # as accurate on average, but the seeds spread over 5 points: [-6.7, +
 
 def fidelity_case(fractions):
     pool, studs = teacher_pool(), students(fractions, other=3)
-    return claims.far_from_faithful(pool[0], studs, pool), {"teachers": pool, "self_distilled": studs}
+    return paper.far_from_faithful(pool[0], studs, pool), {"E0": pool, "E1": studs}
 
 
 @case("e1-fidelity", HOLDS)
@@ -189,7 +192,7 @@ def _():  # 80 % agreement on average, a share of 0.5 inside its interval
 
 def baselines_case(studs, pool=None):
     pool = teacher_pool() if pool is None else pool
-    return claims.beyond_independent(pool, studs), {"teachers": pool, "self_distilled": studs}
+    return paper.beyond_independent(pool, studs), {"E0": pool, "E1": studs}
 
 
 @case("e0-baselines", HOLDS)
@@ -221,7 +224,7 @@ def _():
 def ensemble_case(small, large):
     pool = [FakeRun(TEACHER, seed=i) for i in range(3)]  # identical members: the ensemble predicts class 0
     by_size = {1: students(small), 3: students(large)}
-    return claims.ensemble_size(by_size, pool), {"teachers": pool, "ensembles": by_size}
+    return paper.ensemble_size(by_size, pool), {"E0": pool, "E2": by_size}
 
 
 @case("e2-ensembles", HOLDS)
@@ -262,8 +265,8 @@ def lambda_runs(curve: dict, spread: float = 0.005, at_one: float = 1.0):
 
 def transition_case(values, spread=0.005, grid=GRID, at_one=1.0):
     teacher, runs = lambda_runs(dict(zip(grid, values)), spread, at_one)
-    return (claims.sharp_transition({"LayerNorm": (teacher, runs)}),
-            {"lambda_teachers": {"layer": teacher}, "lambdas": {"layer": runs}})
+    return (paper.sharp_transition({"LayerNorm": (teacher, runs)}),
+            {"E3": {"layer": {"teacher": teacher, "students": runs}}})
 
 
 @case("e3-transition", HOLDS)
@@ -287,7 +290,7 @@ def cka_case(init_agree, init_cka=(0.95, 0.96, 0.955)):
     teacher = FakeRun(TEACHER)
     runs = {"random": students((0.70, 0.71, 0.69), cka=(0.90, 0.92, 0.91)),
             "teacher_init": students(init_agree, cka=init_cka)}
-    return claims.cka_not_agreement(teacher, runs["random"], runs["teacher_init"]), {"teachers": [teacher], "cka": runs}
+    return paper.cka_not_agreement(teacher, runs["random"], runs["teacher_init"]), {"E0": [teacher], "E4": runs}
 
 
 @case("e4-cka", HOLDS)
@@ -311,8 +314,8 @@ def temperature_case(low, high, mixup, mixup_scale=3.0):
     pool = [FakeRun(TEACHER, seed=i, test_scale=3.0) for i in range(3)]
     lo, hi = students(low, tau=1.0, test_scale=6.0), students(high, tau=4.0, test_scale=6.0)
     mix = students(mixup, tau=4.0, test_scale=mixup_scale)  # logits as soft as the teacher's: a lower KL
-    return (claims.temperature_and_mixup(lo, hi, mix, pool),
-            {"teachers": pool, "temperatures": {1.0: lo, 4.0: hi}, "mixup": mix})
+    return (paper.temperature_and_mixup(lo, hi, mix, pool),
+            {"E0": pool, "E5": {"tau=1": lo, "tau=4": hi, plans.MIXUP: mix}})
 
 
 @case("e5-temperature", HOLDS)
@@ -342,8 +345,8 @@ def optimiser_case(long, adam, adam_train=None):
         return students(fractions, train=(TRAIN_TEACHER, train or fractions))
 
     optimisers = {"SGD": runs(BASE), "long": runs(long), "adam": runs(adam, adam_train)}
-    v = claims.optimiser_and_length(optimisers["SGD"], {k: optimisers[k] for k in ("long", "adam")}, OPT_TEACHER)
-    return v, {"teachers": [OPT_TEACHER], "optimisers": optimisers}
+    v = paper.optimiser_and_length(optimisers["SGD"], {k: optimisers[k] for k in ("long", "adam")}, OPT_TEACHER)
+    return v, {"E0": [OPT_TEACHER], "E6": optimisers}
 
 
 @case("e6-optimiser", HOLDS)
@@ -380,12 +383,12 @@ def test_every_claim_holds_fails_and_is_inconclusive_directly_and_through_evalua
 
 
 def test_evaluate_gives_every_claim_of_an_experiment_in_the_papers_order():
-    assert [cid for cid, *_ in claims.CLAIMS] == ["e1-accuracy", "e1-fidelity", "e0-baselines", "e2-ensembles",
+    assert [q.id for _, q in PAPER_CLAIMS] == ["e1-accuracy", "e1-fidelity", "e0-baselines", "e2-ensembles",
                                                   "e3-transition", "e4-cka", "e5-temperature", "e6-optimiser"]
     _, fields = CASES[("e1-fidelity", HOLDS)]()
     runs = claim_runs("e1-fidelity", **fields)
-    assert [v.id for v in claims.evaluate(runs, "E1")] == ["e1-accuracy", "e1-fidelity", "e0-baselines"]
-    assert [v.id for v in claims.evaluate(runs, "E0")] == ["e0-baselines"]
+    assert [v.id for v in study.paper_claims(runs, "E1")] == ["e1-accuracy", "e1-fidelity", "e0-baselines"]
+    assert [v.id for v in study.paper_claims(runs, "E0")] == ["e0-baselines"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,7 +398,7 @@ def test_e1_a_near_copy_of_its_teacher_is_not_far_from_faithful():
     """99.6 % agreement with the teacher while independent teachers agree on 60 %: the student keeps
     1 % of the disagreement independent training leaves. The old rule (disagreement above 0) held."""
     v, fields = fidelity_case((0.996, 0.9965, 0.9955))
-    pool = fields["teachers"]
+    pool = fields["E0"]
     pairs = [(a.predictions("test") == b.predictions("test")).float().mean().item()
              for i, a in enumerate(pool) for b in pool[i + 1:]]
     assert pairs == pytest.approx([0.6, 0.6, 0.6])
@@ -410,7 +413,7 @@ def test_e1_a_student_of_one_seed_has_an_infinite_interval_and_is_inconclusive()
     (p,) = v.parts
     assert p.interval.bounds() == (-math.inf, math.inf) and p.verdict == INCONCLUSIVE
     assert reported("e1-accuracy", **fields).verdict == INCONCLUSIVE
-    assert claims.power(p) is None
+    assert power.power(p) is None
 
 
 def test_e3_a_straight_rise_puts_a_quarter_in_the_window_and_does_not_hold():
@@ -453,17 +456,16 @@ def test_e3_no_rise_is_inconclusive_and_a_grid_not_spanning_the_window_decides_n
     flat, _ = transition_case((0.60,) * len(GRID))
     assert flat.verdict == INCONCLUSIVE and flat.parts[0].verdict == INCONCLUSIVE
     teacher, runs = lambda_runs({0.0: 0.6, 0.2: 0.62, 0.3: 0.95})  # stops below 0.375
-    coarse = claims.sharp_transition({"LayerNorm": (teacher, runs)})
+    coarse = paper.sharp_transition({"LayerNorm": (teacher, runs)})
     assert coarse.verdict == INCONCLUSIVE and not coarse.parts and "does not span the window" in coarse.why
 
 
 def test_e3_two_models_are_one_claim_that_holds_only_where_both_hold():
     sharp, steady = lambda_runs(dict(zip(GRID, JUMP))), lambda_runs(dict(zip(GRID, LINE)))
-    both = claims.sharp_transition({"LayerNorm": sharp, "BatchNorm": steady})
+    both = paper.sharp_transition({"LayerNorm": sharp, "BatchNorm": steady})
     assert both.verdict == FAILS and len(both.parts) == 4 and both.parts[2].name.startswith("BatchNorm: ")
     assert {p.family for p in both.parts} == {4}
-    fields = {"lambda_teachers": {"layer": sharp[0], "batch": sharp[0]}, "lambdas": {"layer": sharp[1],
-                                                                                        "batch": sharp[1]}}
+    fields = {"E3": {norm: {"teacher": sharp[0], "students": sharp[1]} for norm in ("layer", "batch")}}
     r = reported("e3-transition", **fields)
     assert r.verdict == HOLDS and [p.name.split(":")[0] for p in r.parts[::2]] == ["LayerNorm", "BatchNorm"]
 
@@ -503,10 +505,10 @@ def test_the_family_rule_needs_the_bonferroni_interval_to_reject():
     in_four = dataclasses.replace(alone, family=4)
     assert in_four.against_confidence == pytest.approx(0.9875) and in_four.verdict == INCONCLUSIVE
     holding = [fixed_part(0.1, 0.02, family=4)] * 3
-    assert claims.combine([in_four, *holding]) == INCONCLUSIVE
-    assert claims.combine(holding) == HOLDS
-    assert claims.combine([fixed_part(0.9, 0.02, family=4), in_four, *holding[:2]]) == FAILS
-    assert claims.combine([]) == INCONCLUSIVE
+    assert rules.combine([in_four, *holding]) == INCONCLUSIVE
+    assert rules.combine(holding) == HOLDS
+    assert rules.combine([fixed_part(0.9, 0.02, family=4), in_four, *holding[:2]]) == FAILS
+    assert rules.combine([]) == INCONCLUSIVE
 
 
 def test_an_undecided_part_whose_95_interval_lies_against_the_claim_says_so_in_words():
@@ -515,7 +517,7 @@ def test_an_undecided_part_whose_95_interval_lies_against_the_claim_says_so_in_w
     across 0: inside the noise", beside an interval that plainly did not."""
     against = fixed_part(0.58, 0.035, family=4)  # 95 %: [0.511, 0.649], wholly above 0.5; 98.75 %: [0.493, 0.667]
     assert against.verdict == INCONCLUSIVE
-    why = claims.text.unresolved([against])
+    why = claims_text.unresolved([against])
     assert "inside the noise" not in why
     assert "its interval lies above 0.5 at 95 %, but its 98.75 % interval (Bonferroni over 4 parts), " \
            "[0.493, 0.667], reaches across it" in why
@@ -544,7 +546,7 @@ def test_e6_a_part_just_beyond_the_boundary_at_95_but_not_at_98_75_is_inconclusi
 
 def test_power_asks_for_more_seeds_when_the_seeds_spread_more():
     small = (0.60, 0.61, 0.59)  # then +3 points at m = 3, seed-paired differences spreading more and more
-    counts = [claims.power(ensemble_case(small, large)[0].parts[0])
+    counts = [power.power(ensemble_case(small, large)[0].parts[0])
               for large in ((0.63, 0.645, 0.615), (0.62, 0.655, 0.615), (0.60, 0.67, 0.62))]
     assert None not in counts and counts[0] < counts[1] < counts[2], counts
 
@@ -552,15 +554,15 @@ def test_power_asks_for_more_seeds_when_the_seeds_spread_more():
 def test_power_of_a_part_that_holds_at_three_seeds_is_at_most_three():
     for claim_id in CLAIM:
         v, _ = CASES[(claim_id, HOLDS)]()
-        assert all(1 < claims.power(p) <= 3 for p in v.parts), [(p.name, claims.power(p)) for p in v.parts]
+        assert all(1 < power.power(p) <= 3 for p in v.parts), [(p.name, power.power(p)) for p in v.parts]
 
 
 def test_power_is_none_when_no_count_up_to_64_would_decide():
     v, _ = CASES[("e2-ensembles", INCONCLUSIVE)]()  # +1 point, seeds spreading over 6
     (p,) = v.parts
-    assert claims.power(p) is None
-    assert claims.power(p, effect=3.0) is not None  # a larger true effect would be decided
-    assert claims.power(CASES[("e2-ensembles", HOLDS)]()[0].parts[0], effect=0.0) is None  # on the boundary
+    assert power.power(p) is None
+    assert power.power(p, effect=3.0) is not None  # a larger true effect would be decided
+    assert power.power(CASES[("e2-ensembles", HOLDS)]()[0].parts[0], effect=0.0) is None  # on the boundary
 
 
 def test_power_against_the_claim_asks_for_the_bonferroni_interval_the_rule_needs():
@@ -573,16 +575,16 @@ def test_power_against_the_claim_asks_for_the_bonferroni_interval_the_rule_needs
                                                         components=((0.0013 ** 2, 2.0),)))
     alone, in_two = part(1), part(2)
     assert alone.verdict == FAILS and in_two.verdict == INCONCLUSIVE
-    assert claims.power(alone) <= 3 < claims.power(in_two)
+    assert power.power(alone) <= 3 < power.power(in_two)
     on_the_claimed_side = dataclasses.replace(in_two, claimed=BELOW)  # same numbers: now the claim's side, 95 %
-    assert on_the_claimed_side.verdict == HOLDS and claims.power(on_the_claimed_side) == claims.power(alone)
+    assert on_the_claimed_side.verdict == HOLDS and power.power(on_the_claimed_side) == power.power(alone)
 
 
 def test_power_of_a_part_whose_noise_is_all_images():
     p = dataclasses.replace(fixed_part(0.1, 0.1), interval=Interval(1.0, 0.1, math.inf, seeds=0.0, images=0.01))
-    assert claims.power(p) == 2  # the seeds add nothing: the fewest seeds decide it
+    assert power.power(p) == 2  # the seeds add nothing: the fewest seeds decide it
     far = dataclasses.replace(p, interval=Interval(0.45, 0.1, math.inf, seeds=0.0, images=0.01))
-    assert claims.power(far) is None  # more seeds cannot shrink the images' part
+    assert power.power(far) is None  # more seeds cannot shrink the images' part
 
 
 # ---------------------------------------------------------------------------------------------
@@ -590,7 +592,7 @@ def test_power_of_a_part_whose_noise_is_all_images():
 
 def other_verdicts() -> list:
     """Verdicts beyond the cases: an infinite interval, no parts at all, a NaN share."""
-    return [accuracy_case((0.50,))[0], claims.beyond_independent([FakeRun(TEACHER)], students((0.7, 0.71))),
+    return [accuracy_case((0.50,))[0], paper.beyond_independent([FakeRun(TEACHER)], students((0.7, 0.71))),
             transition_case((0.60,) * len(GRID))[0], fidelity_case((0.996, 0.9965, 0.9955))[0]]
 
 
@@ -620,21 +622,20 @@ def test_every_verdict_serialises_as_strict_json():
 
 def test_verdicts_render_as_markdown_and_the_summary_table():
     v, _ = CASES[("e1-fidelity", HOLDS)]()
-    text = claims.markdown([v])
+    text = claims_text.markdown([v])
     assert text.startswith("- **Holds.** Students are far from faithful") and "95 % t interval over seeds" in text
     assert "2,000 images" in text and "fixed: teacher pairs" in text
-    table = claims.summary_table([v])
+    table = claims_text.summary_table([v])
     assert ("| E1 · far from faithful (`e1-fidelity`) | **holds** | student's disagreement / independent teachers' "
             "disagreement: 0.750 [") in table and ", > 0.5 |" in table
     w, _ = CASES[("e6-optimiser", INCONCLUSIVE)]()
-    assert "inside the noise" in w.why and "| inconclusive |" in claims.summary_table([w])
+    assert "inside the noise" in w.why and "| inconclusive |" in claims_text.summary_table([w])
 
 
 # ---------------------------------------------------------------------------------------------
 # A chapter runs only its claims' plans
 
 def test_chapter_e5_reads_only_the_teachers_and_the_temperature_plans():
-    from kdlib import plans
     from kdlib.config import TeacherSpec
     from kdlib.scales import get_scale
 
@@ -664,11 +665,11 @@ def test_chapter_e5_reads_only_the_teachers_and_the_temperature_plans():
 
     experiment = SimpleNamespace(scale=sc, run=run, dataset=SimpleNamespace(test=SimpleNamespace(
         y=torch.as_tensor(LABELS))))
-    (v,) = claims.chapter(experiment, "E5")
+    (v,) = study.chapter_verdicts(experiment, "E5")
     assert v.id == "e5-temperature" and v.verdict == HOLDS
     assert set(asked) <= set(plans.teachers(sc)) | set(plans.flatten(plans.temperature_specs(sc)))
     with pytest.raises(ValueError, match="name must be one of"):
-        claims.chapter(experiment, "E9")
+        study.chapter_verdicts(experiment, "E9")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -677,16 +678,16 @@ def test_chapter_e5_reads_only_the_teachers_and_the_temperature_plans():
 def test_rise_over_last_fifth_and_regime():
     run = FakeRun(TEACHER, epochs=50, history=[{"epoch": e, "test_agreement": a}
                                                for e, a in ((0, 0.1), (30, 0.6), (40, 0.65), (45, 0.66), (50, 0.68))])
-    assert claims.rise_over_last_fifth(run) == pytest.approx(3.0)  # epochs 40 -> 50
-    assert claims.rise_over_last_fifth(FakeRun(TEACHER, history=[{"epoch": 10, "test_agreement": 0.5}])) is None
+    assert evidence.rise_over_last_fifth(run) == pytest.approx(3.0)  # epochs 40 -> 50
+    assert evidence.rise_over_last_fifth(FakeRun(TEACHER, history=[{"epoch": 10, "test_agreement": 0.5}])) is None
     teachers = [FakeRun(TEACHER, metrics={"train_acc": a}) for a in (0.95, 0.91)]
-    r = claims.regime(teachers, [run])
+    r = evidence.regime(teachers, [run])
     assert r["teachers_fit"] and not r["students_levelled"] and r["mean_rise"] == pytest.approx(3.0)
-    assert not claims.regime([FakeRun(TEACHER, metrics={"train_acc": 0.89})], [run])["teachers_fit"]
+    assert not evidence.regime([FakeRun(TEACHER, metrics={"train_acc": 0.89})], [run])["teachers_fit"]
     settled = FakeRun(TEACHER, epochs=50, history=[{"epoch": 40, "test_agreement": 0.66},
                                                    {"epoch": 50, "test_agreement": 0.665}])
-    assert claims.regime(teachers, [run, settled, settled])["mean_rise"] == pytest.approx(4 / 3)
-    assert claims.regime(teachers, [settled, settled])["students_levelled"]
+    assert evidence.regime(teachers, [run, settled, settled])["mean_rise"] == pytest.approx(4 / 3)
+    assert evidence.regime(teachers, [settled, settled])["students_levelled"]
 
 
 def test_an_undecided_claim_does_not_state_the_finding_of_one_that_failed():

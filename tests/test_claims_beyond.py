@@ -3,8 +3,8 @@ hold, and is inconclusive.
 
 The fake runs are tests/test_claims.py's: predictions built image by image, logits with `test_scale`
 on the predicted class (so a run's confidence, and with its accuracy its ECE, is known exactly).
-Each case goes through the claim function and through `claims.questions(ClaimRuns(...), question)`,
-the path the report takes, with a ClaimRuns that holds the fields the question reads (B4: all).
+Each case goes through the claim function and through `study.questions(StudyRuns(...), question)`,
+the path the report takes, with a StudyRuns that holds the chapters the question reads (B4: all).
 """
 
 import json
@@ -14,22 +14,23 @@ import numpy as np
 import pytest
 import torch
 
-from kdlib import claims, metrics
-from kdlib.claims import FAILS, HOLDS, INCONCLUSIVE, ClaimRuns
+from kdlib import metrics, plans, study
+from kdlib.claims import FAILS, HOLDS, INCONCLUSIVE, power
 from kdlib.claims.beyond import (ClassRuns, Taught, calibration_transfer, capacity_gap, fidelity_and_generalisation,
-                                 hard_labels, richer_soft_labels, students_by_setting, where_they_disagree)
+                                 hard_labels, richer_soft_labels, where_they_disagree)
+from kdlib.plans import OnClasses
+from kdlib.study import StudyRuns
 from kdlib.claims.evidence import teacher_logits
 from test_claims import C, LABELS, N, OFFSET, TEACHER, FakeRun, copy_on, students, teacher_pool
 
-NEEDS = {names[0]: needs for _, names, needs, _ in claims.BEYOND}
+QUESTIONS = [(c.id, q) for c in study.CHAPTERS if c.part == study.BEYOND for q in c.claims]
+NEEDS = {chapter: study.reads([q]) for chapter, q in QUESTIONS}
 
 
-def beyond_runs(question: str, ensemble_pool: int = 0, **fields) -> ClaimRuns:
-    """A ClaimRuns holding exactly the fields `question` reads (per claims.BEYOND), the rest empty."""
+def beyond_runs(question: str, ensemble_pool: int = 0, **fields) -> StudyRuns:
+    """A StudyRuns holding the runs of exactly the chapters `question` reads (per the study's table)."""
     assert set(fields) == set(NEEDS[question]), f"{question} reads {NEEDS[question]}, got {sorted(fields)}"
-    empty = dict(labels=LABELS, teachers=[], self_distilled=[], ensembles={}, lambda_teachers={}, lambdas={},
-                 cka={}, temperatures={}, mixup=[], optimisers={}, alphas={}, capacity={}, class_counts={})
-    return ClaimRuns(**{**empty, **fields}, ensemble_pool=ensemble_pool)
+    return StudyRuns(LABELS, dict(fields), ensemble_pool=ensemble_pool)
 
 
 CASES = {}
@@ -60,11 +61,11 @@ def b4_case(agree_gain):
     """The students spread over every setting of a ClaimRuns, all taught by one teacher."""
     teacher = FakeRun(B4_TEACHER)
     s = [matched(a, g, seed=i) for i, (a, g) in enumerate(agree_gain)]
-    fields = dict(teachers=[teacher, FakeRun(TEACHER, seed=1)], self_distilled=s[0::9], ensembles={1: s[1::9]},
-                  lambda_teachers={"layer": teacher}, lambdas={"layer": {0.0: s[2::9], 0.5: s[3::9]}},
-                  cka={"random": s[4::9]}, temperatures={4.0: s[5::9]}, mixup=s[6::9],
-                  optimisers={"SGD": s[7::9], "adam": s[8::9]})
-    fields.update(alphas={}, capacity={}, class_counts={})
+    fields = dict(E0=[teacher, FakeRun(TEACHER, seed=1)], E1=s[0::9], E2={1: s[1::9]},
+                  E3={"layer": {"teacher": teacher, "students": {0.0: s[2::9], 0.5: s[3::9]}}},
+                  E4={"random": s[4::9]}, E5={"tau=4": s[5::9], plans.MIXUP: s[6::9]},
+                  E6={"SGD": s[7::9], "adam": s[8::9]})
+    fields.update(B1={}, B2={}, B3={})
     return fidelity_and_generalisation([Taught("", x, [teacher], LABELS) for x in s]), beyond_runs("B4", 1, **fields)
 
 
@@ -106,7 +107,7 @@ def b5_case(slopes):
     pool = [FakeRun(B5_PRED, seed=i, test_scale=4.0 if i == 0 else math.log(11)) for i in range(3)]
     teacher = {m: metrics.ece(teacher_logits(pool[:m]), torch.as_tensor(LABELS)) for m in SIZES}
     by_size = {m: [confident(0.05 + k * teacher[m], s) for s, k in enumerate(slopes)] for m in SIZES}
-    return calibration_transfer(by_size, pool, LABELS), beyond_runs("B5", teachers=pool, ensembles=by_size)
+    return calibration_transfer(by_size, pool, LABELS), beyond_runs("B5", E0=pool, E2=by_size)
 
 
 @case("B5", HOLDS)
@@ -132,7 +133,7 @@ def b6_case(starts):
     """Seed s disagrees with teacher 0 on the 300 images from starts[s] on."""
     pool = teacher_pool()
     studs = [FakeRun(copy_on(TEACHER, 0.85, other=3, offset=x + 300), seed=s) for s, x in enumerate(starts)]
-    return where_they_disagree(pool[0], studs, pool), beyond_runs("B6", teachers=pool, self_distilled=studs)
+    return where_they_disagree(pool[0], studs, pool), beyond_runs("B6", E0=pool, E1=studs)
 
 
 @case("B6", HOLDS)
@@ -157,7 +158,7 @@ def b1_case(base, top):
     image OFFSET * s on at both alphas (what a seed shares)."""
     pool = teacher_pool()
     by_alpha = {0.0: students(base), 0.9: students(top)}
-    return hard_labels(by_alpha, pool[0]), beyond_runs("B1", teachers=pool, alphas=by_alpha)
+    return hard_labels(by_alpha, pool[0]), beyond_runs("B1", E0=pool, B1=by_alpha)
 
 
 @case("B1", HOLDS)
@@ -185,7 +186,7 @@ def b2_case(deep_fractions, own_fractions):
     deep.spec.depth = 56
     deep_students, own = students(deep_fractions), students(own_fractions)
     return (capacity_gap(deep, deep_students, pool[0], own, pool),
-            beyond_runs("B2", teachers=pool, self_distilled=own, capacity={"teacher": [deep], "students": deep_students}))
+            beyond_runs("B2", E0=pool, E1=own, B2={"teacher": [deep], "students": deep_students}))
 
 
 @case("B2", HOLDS)
@@ -217,12 +218,12 @@ def class_runs(n, shares, teacher_agreement=0.6):
 
 
 def b3_case(few, most):
-    """5 classes on 500 images and the scale's own C on N: through ClaimRuns, the own count is E0's
-    teachers and E1's students on the main labels (C classes), the fewer in class_counts."""
+    """5 classes on 500 images and the scale's own C on N: through StudyRuns, the own count is E0's
+    teachers and E1's students on the main labels (C classes), the fewer in B3's runs."""
     by_count = {5: class_runs(500, few), C: class_runs(N, most)}
-    own = by_count[C]
-    return richer_soft_labels(by_count), beyond_runs("B3", teachers=own.teachers, self_distilled=own.students,
-                                                     class_counts={5: by_count[5]})
+    own, five = by_count[C], by_count[5]
+    b3 = {5: OnClasses(5, {"teachers": five.teachers, "students": five.students}, five.labels)}
+    return richer_soft_labels(by_count), beyond_runs("B3", E0=own.teachers, E1=own.students, B3=b3)
 
 
 @case("B3", HOLDS)
@@ -246,7 +247,7 @@ def test_every_question_holds_fails_and_is_inconclusive_directly_and_through_que
     assert v.experiment == question and v.verdict == expected, [(p.name, p.text(), p.verdict) for p in v.parts]
     assert (v.why == "") == (expected == HOLDS), v.why
     assert v.parts and all(p.family == len(v.parts) for p in v.parts)
-    (r,) = claims.questions(runs, question)
+    (r,) = study.questions(runs, question)
     assert r.id == v.id and r.verdict == expected
     assert [(p.name, p.interval.estimate, p.interval.bounds()) for p in r.parts] == \
         [(p.name, p.interval.estimate, p.interval.bounds()) for p in v.parts]
@@ -255,19 +256,21 @@ def test_every_question_holds_fails_and_is_inconclusive_directly_and_through_que
 
 
 def test_questions_come_in_the_studys_order():
-    assert [names for _, names, _, _ in claims.BEYOND] == [("B1",), ("B2",), ("B3",), ("B4",), ("B5",), ("B6",)]
+    assert [(chapter,) for chapter, _ in QUESTIONS] == [("B1",), ("B2",), ("B3",), ("B4",), ("B5",), ("B6",)]
 
 
 def test_students_by_setting_lists_each_student_once_with_its_teachers_and_labels():
     pool, lam = [FakeRun(TEACHER, seed=i) for i in range(3)], FakeRun(TEACHER, seed=9)
     shared, *r = [FakeRun(TEACHER, seed=s) for s in range(12)]
     few = ClassRuns([FakeRun(TEACHER[:500], seed=20), FakeRun(TEACHER[:500], seed=21)], [r[10]], LABELS[:500])
-    runs = ClaimRuns(labels=LABELS, teachers=pool, self_distilled=[shared], ensembles={1: [shared], 3: [r[0]]},
-                     lambda_teachers={"layer": lam}, lambdas={"layer": {0.0: [r[1]], 1.0: [r[2]]}},
-                     cka={"random": [r[3]], "teacher_init": [shared]}, temperatures={1.0: [r[4]], 4.0: [r[5]]},
-                     mixup=[r[6]], optimisers={"SGD": [r[7]], "adam": [r[8], shared]}, ensemble_pool=2,
-                     alphas={0.0: [shared], 0.9: [r[9]]}, class_counts={5: few})
-    got = students_by_setting(runs)
+    runs = StudyRuns(LABELS, {"E0": pool, "E1": [shared], "E2": {1: [shared], 3: [r[0]]},
+                              "E3": {"layer": {"teacher": lam, "students": {0.0: [r[1]], 1.0: [r[2]]}}},
+                              "E4": {"random": [r[3]], "teacher_init": [shared]},
+                              "E5": {"tau=1": [r[4]], "tau=4": [r[5]], plans.MIXUP: [r[6]]},
+                              "E6": {"SGD": [r[7]], "adam": [r[8], shared]}, "B1": {0.0: [shared], 0.9: [r[9]]},
+                              "B3": {5: OnClasses(5, {"teachers": few.teachers, "students": few.students}, few.labels)}},
+                     ensemble_pool=2)
+    got = study.students(runs)
     assert [t.run for t in got] == [shared, *r[:11]]
     assert [t.setting for t in got][:2] == ["E1", "E2 m = 3"]  # shared: under E1
     assert [t.setting for t in got][-2:] == ["B1 α = 0.9", "B3 5 classes"]
@@ -276,7 +279,7 @@ def test_students_by_setting_lists_each_student_once_with_its_teachers_and_label
     assert [[id(t) for t in x.teachers] for x in got] == [[id(t) for t in ts] for ts in expected]
     assert len(got[-1].labels) == 500 and all(len(x.labels) == N for x in got[:-1])
     runs.ensemble_pool = 0  # 0: the temperature and MixUp students learn from the whole pool
-    assert [len(x.teachers) for x in students_by_setting(runs)][5:8] == [3, 3, 3]
+    assert [len(x.teachers) for x in study.students(runs)][5:8] == [3, 3, 3]
 
 
 def test_b1_needs_four_students():
@@ -310,7 +313,7 @@ def test_every_beyond_verdict_serialises_as_strict_json():
 
 def test_chapter_names_the_questions_beyond_the_paper_among_the_allowed():
     with pytest.raises(ValueError, match="name must be one of") as e:
-        claims.chapter(None, "B9")
+        study.chapter_verdicts(None, "B9")
     assert all(f"'{q}'" in str(e.value) for q in ("B1", "B2", "B3", "B4", "B5", "B6", "E1"))
 
 
@@ -324,8 +327,8 @@ def test_an_undecided_question_says_why_without_claiming_the_opposite():
 def test_the_power_table_counts_seeds_for_the_questions_and_not_for_b4s_students():
     b4, _ = CASES[("B4", HOLDS)]()
     b2, _ = CASES[("B2", INCONCLUSIVE)]()
-    assert claims.power(b4.parts[0]) is None
-    needed = claims.power(b2.parts[0])
+    assert power.power(b4.parts[0]) is None
+    needed = power.power(b2.parts[0])
     assert needed is None or needed > 3  # undecided at 3 seeds: more would be needed, if any count does
-    table = claims.power_table([b4, b2])
+    table = power.power_table([b4, b2])
     assert "not a seed count" in table and table.count("\n") == 3

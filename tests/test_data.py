@@ -456,10 +456,11 @@ def test_default_source_without_either_is_torchvision(project):
 def test_open_experiment_finds_the_offline_copy(project):
     """data="" in a notebook means default_source(): the offline copy, named relative."""
     from kdlib import experiments as ex
+    from kdlib.parameters import Parameters
 
     copy = project / "shared" / "data" / "cifar100-jpg.tar.gz"
     copy.parent.mkdir(parents=True)
     copy.write_bytes(b"not an archive")
     with pytest.raises(Exception, match="cifar100-jpg.tar.gz") as info:
-        ex.open_experiment("tiny", "", "cpu")
+        ex.open_experiment(Parameters("tiny", "", "cpu"))
     assert not isinstance(info.value, FileNotFoundError)  # it was found, and read

@@ -10,8 +10,8 @@ import time
 import pytest
 import torch
 
-from kdlib import executor as kex
-from kdlib import runs as kruns
+from kdlib.execute import ray_backend as kex
+from kdlib import execute as kruns
 from kdlib.cache import RunCache
 from kdlib.config import Recipe, StudentSpec, TeacherSpec
 from kdlib.identity import RunKey
@@ -163,7 +163,7 @@ def test_ray_failure_is_reported_with_traceback_and_the_rest_finish(ray_local, s
 
 
 def test_cached_runs_finds_what_run_all_trained_and_names_what_is_missing(synthetic, tmp_path):
-    from kdlib.runs import MissingRunsError, cached_runs
+    from kdlib.execute import MissingRunsError, cached_runs
     cache = RunCache(tmp_path)
     teacher, student = TEACHER, STUDENTS[0]
     with pytest.raises(MissingRunsError, match="2 run\\(s\\) are not in the run cache") as e:
@@ -177,7 +177,7 @@ def test_cached_runs_finds_what_run_all_trained_and_names_what_is_missing(synthe
 def test_cached_runs_of_a_numbered_cuda_device_have_that_device_s_keys(synthetic, tmp_path):
     """cached_runs(device="cuda:1") looks for the runs run_all trained on that GPU ("auto" precision
     is bf16 there), not for CPU ones, even on a machine without CUDA; a misspelt device is refused."""
-    from kdlib.runs import MissingRunsError, cached_runs
+    from kdlib.execute import MissingRunsError, cached_runs
     with pytest.raises(MissingRunsError) as e:
         cached_runs([TEACHER], synthetic, cache=RunCache(tmp_path), device="cuda:1")
     [(rid, _)] = e.value.missing

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from kdlib import experiments as ex
-from kdlib import plans
+from kdlib import plans, study
+from kdlib.parameters import Parameters
 from kdlib.cache import RunCache
 from kdlib.config import StudentSpec, TeacherSpec
 from kdlib.scales import SCALES, get_scale
@@ -43,7 +44,7 @@ def test_plans_are_valid_and_share_runs(name):
     assert all(s.recipe.weight_decay == 0 for ss in e6 for s in ss) and all(len(ss) == sc.seeds for ss in e6)
     assert e6[1][0].recipe.epochs == sc.long_factor * e6[0][0].recipe.epochs
     assert e6[2][0].recipe.optimizer == "adam" and e6[2][0].recipe.lr == sc.adam_lr
-    everything = plans.all_specs(sc)
+    everything = study.all_specs(sc)
     assert len(everything) == len(set(everything))
     assert isinstance(everything[0], TeacherSpec)
     assert set(plans.flatten([e1, e2, e4, e5])) <= set(everything)
@@ -98,7 +99,7 @@ def test_agreement_decomposition_is_the_studys_rate_arithmetic():
 ])
 def test_open_experiment_rejects_bad_parameters(kwargs, exc, match):
     with pytest.raises(exc, match=match):
-        ex.open_experiment(**{"scale": "tiny", **kwargs})
+        ex.open_experiment(Parameters(**{"scale": "tiny", **kwargs}))
 
 
 @pytest.mark.parametrize("value", [2, -0.1, float("nan"), "0.5", True])
@@ -118,7 +119,7 @@ def _plans(sc) -> dict:
     return {"teachers": plans.teachers(sc), "layer teachers": plans.teachers(sc, "layer"),
             "E1": plans.self_distillation_specs(sc), "E2": plans.ensemble_specs(sc),
             "E3": {n: plans.initialisation_specs(sc, n) for n in ("layer", "batch")}, "E4": plans.cka_specs(sc),
-            "E5": plans.temperature_specs(sc), "E6": plans.optimiser_specs(sc), "all": plans.all_specs(sc)}
+            "E5": plans.temperature_specs(sc), "E6": plans.optimiser_specs(sc), "all": study.all_specs(sc)}
 
 
 def _seeds(specs) -> set[int]:
@@ -139,7 +140,7 @@ def test_seed_base_0_is_todays_plans_and_run_ids(name):
     base0 = get_scale(name, seed_base=0)
     assert _plans(base0) == _plans(today)
     key = {"fingerprint": "x", "train_per_class": 1, "test_per_class": 1}
-    assert [run_id(s, key) for s in plans.all_specs(base0)] == [run_id(s, key) for s in plans.all_specs(today)]
+    assert [run_id(s, key) for s in study.all_specs(base0)] == [run_id(s, key) for s in study.all_specs(today)]
     # today's seeds, written out: teachers 0..n-1, trial ids, E3's 10000 * trial + 1000 * lambda
     assert [t.seed for t in plans.teachers(base0)] == list(range(today.n_teachers))
     assert [s.seed for s in plans.self_distillation_specs(base0)] == list(range(today.self_distill_students))
@@ -180,7 +181,7 @@ def test_bad_seed_base_is_named(value):
     with pytest.raises(ValueError, match=message):
         dataclasses.replace(SCALES["tiny"], seed_base=value)
     with pytest.raises(ValueError, match=message):
-        ex.open_experiment("tiny", seed_base=value)
+        ex.open_experiment(Parameters("tiny", seed_base=value))
 
 
 def test_the_plans_beyond_the_paper_pair_their_judged_settings_with_e1():
@@ -197,7 +198,7 @@ def test_the_plans_beyond_the_paper_pair_their_judged_settings_with_e1():
     counts = plans.class_count_specs(sc)
     assert list(counts) == [5, 10] and all(len(c["teachers"]) == 2 for c in counts.values())
     assert len(counts[5]["students"]) == len(e1) and len(counts[10]["students"]) == 1
-    assert set(plans.flatten([by_alpha, deep])) <= set(plans.all_specs(sc))
+    assert set(plans.flatten([by_alpha, deep])) <= set(study.all_specs(sc))
 
 
 def test_a_scale_refuses_class_counts_it_cannot_subset_and_alphas_outside_the_unit_interval():

@@ -5,7 +5,7 @@ import pytest
 from kdlib import data as kdata
 from kdlib.cache import RunCache
 from kdlib.config import Recipe, StudentSpec, TeacherSpec
-from kdlib.runs import get_run
+from kdlib.execute import get_run
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "book" / "notebooks"
 # what kdlib-report injects into every notebook (kdlib.report.Parameters), with the defaults each
-# notebook's `parameters` cell must declare, in this order, and pass to open_experiment
+# notebook's `parameters` cell must declare, in this order, and pass to open_experiment as Parameters
 COMMON = {"scale": "reduced", "data": "", "device": "auto", "executor": "inline", "seed_base": 0}
 
 CASES = [
@@ -44,7 +44,7 @@ def _parameters_cell(name: str) -> ast.Module:
 @pytest.mark.parametrize("name", sorted(p.stem for p in NOTEBOOKS.glob("*.py")))
 def test_every_notebook_declares_and_passes_the_same_parameters(name):
     """Each notebook's parameters cell starts with COMMON (the runner's Parameters, same defaults),
-    and the notebook passes them, in order, to open_experiment."""
+    and the notebook passes them, in order, to open_experiment as Parameters."""
     from dataclasses import fields
 
     from kdlib.report import NOTEBOOKS as RUNNER_NOTEBOOKS, Parameters
@@ -56,7 +56,8 @@ def test_every_notebook_declares_and_passes_the_same_parameters(name):
     assert list(declared)[:len(COMMON)] == list(COMMON) and {k: declared[k] for k in COMMON} == COMMON
     calls = [n for n in ast.walk(ast.parse((NOTEBOOKS / f"{name}.py").read_text()))
              if isinstance(n, ast.Call) and getattr(n.func, "attr", None) == "open_experiment"]
-    assert len(calls) == 1 and [a.id for a in calls[0].args] == list(COMMON)
+    assert len(calls) == 1 and len(calls[0].args) == 1 and calls[0].args[0].func.id == "Parameters"
+    assert [a.id for a in calls[0].args[0].args] == list(COMMON)
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +96,8 @@ def test_bad_parameter_fails_naming_it(kernel, tmp_path, monkeypatch, name, para
 
 def test_missing_kdlib_data_is_named(monkeypatch):
     """data="" reads $KDLIB_DATA: a missing path there names the variable, not `data`."""
-    from kdlib import experiments as ex
+    from kdlib.parameters import Parameters
 
     monkeypatch.setenv("KDLIB_DATA", "/nonexistent/cifar")
     with pytest.raises(FileNotFoundError, match=r"\$KDLIB_DATA='/nonexistent/cifar' does not exist"):
-        ex.open_experiment("tiny", "")
+        Parameters("tiny", "")

@@ -8,8 +8,9 @@ from types import SimpleNamespace
 
 import nbformat
 import pytest
+import yaml
 
-from kdlib import report
+from kdlib import report, study
 
 PARAMETERS = '''
 # %% tags=["parameters"]
@@ -114,12 +115,12 @@ def _load_extension(name: str):
 
 
 @pytest.mark.parametrize("option, value, message", [
-    ("--device", "gpu", "is not a device; allowed: auto, cpu, cuda, cuda:N"),
+    ("--device", "gpu", "device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
     ("--executor", "bogus", "executor must be one of"),
-    ("--data", "/nope/cifar.tar.gz", "does not exist; allowed: 'torchvision'"),
-    ("--scale", "huge", "invalid choice: 'huge'"),
-    ("--seed-base", "-1", "'-1' is not a seed base; allowed: an int >= 0"),
-    ("--seed-base", "1.5", "'1.5' is not a seed base; allowed: an int >= 0"),
+    ("--data", "/nope/cifar.tar.gz", "data='/nope/cifar.tar.gz' does not exist; allowed: '' ("),
+    ("--scale", "huge", "scale must be one of ('paper', 'reduced', 'tiny'), got 'huge'"),
+    ("--seed-base", "-1", "seed_base must be an int >= 0, got -1"),
+    ("--seed-base", "1.5", "seed_base must be an int >= 0, got '1.5'"),
     ("--only", "e9_nothing", "invalid choice: 'e9_nothing'"),
 ])
 def test_bad_options_exit_2_before_any_kernel(option, value, message, tmp_path, capsys):
@@ -191,7 +192,7 @@ sys.path.insert(0, {tests!r})
 from synthetic import synthetic_dataset
 from kdlib.cache import RunCache
 from kdlib.config import Recipe, TeacherSpec
-from kdlib.runs import run_all
+from kdlib.execute import run_all
 run = run_all([TeacherSpec(recipe=Recipe(epochs=2, batch_size=20, lr=0.05))], synthetic_dataset(),
               cache=RunCache({runs!r}), device="cpu")[0]
 print("trained", run.id)
@@ -215,9 +216,15 @@ def test_training_progress_reaches_the_runner_and_not_the_notebook(tmp_path, cap
 
 
 def test_notebook_order_matches_the_table_of_contents():
-    toc = (report.BOOK / "_toc.yml").read_text()
-    listed = [line.split("executed/")[1].strip() for line in toc.splitlines() if "file: executed/" in line]
-    assert listed == list(report.NOTEBOOKS)
+    """_toc.yml lists the study's chapters (kdlib.study.CHAPTERS) in order, each in its part."""
+    toc = yaml.safe_load((report.BOOK / "_toc.yml").read_text())
+    listed = [line.split("executed/")[1].strip() for line in (report.BOOK / "_toc.yml").read_text().splitlines()
+              if "file: executed/" in line]
+    assert listed == list(report.NOTEBOOKS) == list(study.NOTEBOOKS)
+    parts = [(p["caption"], [c["file"].removeprefix("executed/") for c in p["chapters"]
+                             if c["file"].startswith("executed/")]) for p in toc["parts"]]
+    assert [(caption, names) for caption, names in parts if names] == \
+        [(caption, names) for caption, names in study.toc_parts() if names]
 
 
 def test_timings_are_read_back_and_a_damaged_file_is_ignored(tmp_path):

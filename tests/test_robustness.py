@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdlib import runs as kruns
+from kdlib import execute as kruns
 from kdlib.cache import RUN_FILES, CorruptRunError, RunCache
 from kdlib.files import CorruptFileError, load_tensors, save_tensors
 from synthetic import run_id
 from kdlib.config import Recipe, StudentSpec, TeacherSpec, spec_to_dict
-from kdlib.runs import get_run
+from kdlib.execute import get_run
 from synthetic import same_run, synthetic_dataset
 
 TESTS = Path(__file__).resolve().parent
@@ -36,7 +36,7 @@ WORKER = r"""
 import json, os, sys, time
 import torch
 import kdlib.device
-import kdlib.runs
+import kdlib.execute
 import kdlib.train
 from kdlib.cache import RunCache
 from kdlib.config import spec_from_dict
@@ -72,7 +72,7 @@ if os.environ.get("KDLIB_BARRIER"):
         time.sleep(0.01)
 for root in sys.argv[2:]:
     steps["n"] = 0
-    run = kdlib.runs.get_run(spec, dataset, RunCache(root), device="cpu", progress=False)
+    run = kdlib.execute.get_run(spec, dataset, RunCache(root), device="cpu", progress=False)
     print(json.dumps({"id": run.id, "steps": steps["n"]}), flush=True)
 """
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from kdlib.claims.rules import rise_width, window_share
-from kdlib.stats import Group, Interval, describe, estimate, noise_text, rank_correlation, t_interval
+from kdlib.stats import Group, Interval, estimate, noise_model, noise_text, rank_correlation, t_interval
 
 SIMS = int(__import__("os").environ.get("KDLIB_SIMS", 2000))
 rng = np.random.default_rng(20211206)
@@ -242,7 +242,7 @@ def test_bonferroni_level_is_wider():
 
 def test_describe_names_the_units_and_the_fixed_groups():
     groups = {"s": Group(np.zeros((3, 5)), units=(0, 1, 2), block="seeds"), "t": Group(np.zeros((1, 5)), fixed=True)}
-    model = describe(groups)
+    model = noise_model(groups)
     assert model == {"units": {"seeds": 3}, "runs_per_unit": {"seeds": 1}, "images": 5, "fixed": ["t"]}
     assert "seeds (seeds: 3 units) and 5 images; fixed: t" in noise_text(model)
 
@@ -316,8 +316,8 @@ def test_groups_on_different_image_sets_need_not_match_in_size_but_one_set_must(
     b = Group(rng.normal(0, 1, (3, 500)), images="k=20")
     iv = estimate({"A": a, "B": b}, difference)
     assert math.isfinite(iv.se) and iv.images > 0
-    assert describe({"A": a, "B": b})["image_sets"] == {"k=5": 200, "k=20": 500}
-    assert describe({"A": a, "B": b})["images"] == 700
+    assert noise_model({"A": a, "B": b})["image_sets"] == {"k=5": 200, "k=20": 500}
+    assert noise_model({"A": a, "B": b})["images"] == 700
     with pytest.raises(ValueError, match="image set 'k=5' must cover the same images"):
         estimate({"A": a, "B": Group(rng.normal(0, 1, (3, 300)), images="k=5")}, difference)
 

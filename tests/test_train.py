@@ -9,7 +9,7 @@ from kdlib.cache import RunCache
 from synthetic import run_id
 from kdlib.config import Recipe, StudentSpec, TeacherSpec
 from kdlib.device import resolve_device
-from kdlib.runs import get_run
+from kdlib.execute import get_run
 from kdlib.train import TrainSet, init_student, initial_model, interpolate_state, make_optimizer, refresh_batchnorm
 
 from synthetic import same_state, synthetic_dataset
@@ -333,7 +333,7 @@ def test_train_epoch_never_waits_for_the_device(small, monkeypatch):
     padded = kdata.pad(small.train.x)
     store = lcache.build(teacher, padded)
     cases = [(teacher_spec, {}), (StudentSpec(recipe=R_SMALL, teachers=(teacher_spec,)), {"teacher": teacher}),
-             (StudentSpec(recipe=R_SMALL, teachers=(teacher_spec,)), {"logit_cache": store}),
+             (StudentSpec(recipe=R_SMALL, teachers=(teacher_spec,)), {"cached_teacher": store}),
              (StudentSpec(recipe=r_mix, teachers=(teacher_spec,), alpha=0.5), {"teacher": teacher})]
     def no_sync(*args, **kwargs):
         raise AssertionError("host synchronisation inside the training loop")
@@ -355,7 +355,7 @@ def test_cached_student_steps_equal_on_the_fly_ones_up_to_float16(small):
     store = lcache.build(teacher, kdata.pad(small.train.x))
     results = []
     first_batch = kdata.Split(small.train.x[:4], small.train.y[:4])  # images 0-3 of the cache: one step
-    for targets in ({"teacher": teacher}, {"logit_cache": store}):
+    for targets in ({"teacher": teacher}, {"cached_teacher": store}):
         model, opt, batches = _epoch_inputs(first_batch, spec)
         before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
         loss, _ = train_epoch(model, opt, spec, batches, **targets)

@@ -10,7 +10,9 @@ import time
 import pytest
 import torch
 
-from kdlib import runs as kr
+from kdlib import execute as kr
+from kdlib.execute import local as klocal
+from kdlib.execute import planning as kplan
 from kdlib.cache import RunCache
 from kdlib.config import Recipe, StudentSpec, TeacherSpec
 from kdlib.identity import RunKey
@@ -98,7 +100,7 @@ def test_an_interrupted_driver_stops_its_workers(synthetic, tmp_path, monkeypatc
             time.sleep(0.05)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(kr, "wait", interrupted)
+    monkeypatch.setattr(klocal, "wait", interrupted)
     with pytest.raises(KeyboardInterrupt):
         kr.run_all(long, synthetic, cache=cache, device="cpu", progress=False, workers=2)
     assert multiprocessing.active_children() == []
@@ -122,11 +124,11 @@ def test_bad_workers_are_refused(synthetic, tmp_path, bad):
 def test_processes_are_no_more_than_runs_that_can_train_at_once(synthetic, tmp_path):
     """The pool starts no idle process: the two teachers can train at once, the student after them."""
     keys = {s: RunKey.of(s, synthetic, CPU, "auto", "auto") for s in [*TEACHERS, STUDENT]}
-    order, cached = kr.plan([keys[STUDENT]], RunCache(tmp_path))
+    order, cached = kplan.plan([keys[STUDENT]], RunCache(tmp_path))
     assert order == [keys[TEACHERS[0]], keys[TEACHERS[1]], keys[STUDENT]] and not cached
-    assert kr.max_parallel(order, {}) == 2
-    assert kr.max_parallel(order, {keys[TEACHERS[0]]: None, keys[TEACHERS[1]]: None}) == 1
-    assert kr.max_parallel(order, dict.fromkeys(order)) == 0
+    assert kplan.max_parallel(order, {}) == 2
+    assert kplan.max_parallel(order, {keys[TEACHERS[0]]: None, keys[TEACHERS[1]]: None}) == 1
+    assert kplan.max_parallel(order, dict.fromkeys(order)) == 0
 
 
 @pytest.mark.slow

@@ -33,15 +33,15 @@ import torch
 from IPython.display import Markdown
 
 import kdlib
-from kdlib import claims
 from kdlib import experiments as ex
-from kdlib import plans
-from kdlib import report
-from kdlib.scales import SEED_STRIDE, probe_table
+from kdlib import plans, report, study
 from kdlib.cache import runs_home
+from kdlib.claims import power
 from kdlib.device import resolve_device
+from kdlib.parameters import Parameters
+from kdlib.scales import SEED_STRIDE, probe_table
 
-exp = ex.open_experiment(scale, data, device, executor, seed_base)
+exp = ex.open_experiment(Parameters(scale, data, device, executor, seed_base))
 sc = exp.scale
 
 # %% tags=["hide-input"]
@@ -80,39 +80,22 @@ Markdown(f"""
 # cache. B4-B6 train nothing.
 
 # %%
-chapter_plans = {
-    "E0 teachers": plans.teachers(sc),
-    "E1 self-distillation": plans.self_distillation_specs(sc),
-    "E2 ensembles": plans.ensemble_specs(sc),
-    "E3 initialisation": [[plans.teachers(sc, n)[0], plans.initialisation_specs(sc, n)] for n in sc.lambda_norms],
-    "E4 CKA": plans.cka_specs(sc),
-    "E5 temperature": plans.temperature_specs(sc),
-    "E6 optimiser": plans.optimiser_specs(sc),
-    "B1 hard labels": plans.alpha_specs(sc),
-    "B2 capacity gap": plans.capacity_specs(sc),
-}
-
-
-def chapter_runs(name):
-    if name == "B3 classes":  # each class count on its own data
-        return [r for k, plan in plans.class_count_specs(sc).items() for r in plans.flatten(exp.with_classes(k).run(plan))]
-    return plans.flatten(exp.run(chapter_plans[name]))
-
-
 seen, rows = set(), []
-for name in [*chapter_plans, "B3 classes"]:
-    runs = chapter_runs(name)
+for chapter in study.CHAPTERS:  # every chapter that trains, in the report's order
+    if chapter.plan is None:
+        continue
+    runs = plans.flatten(exp.run(chapter.plan(sc)))
     new = list({r.id: r for r in runs if r.id not in seen}.values())
     seen.update(r.id for r in runs)
-    rows.append({"experiment": name, "runs used": len({r.id for r in runs}), "new runs": len(new),
-                 "train (min)": sum(r.info["train_seconds"] for r in new) / 60,
+    rows.append({"experiment": f"{chapter.id} {chapter.title}", "runs used": len({r.id for r in runs}),
+                 "new runs": len(new), "train (min)": sum(r.info["train_seconds"] for r in new) / 60,
                  "eval (min)": sum(r.info["eval_seconds"] for r in new) / 60})
 cost = pd.DataFrame(rows).set_index("experiment")
 cost.loc["total"] = cost.sum()
 cost.round(2)
 
 # %% tags=["hide-input"]
-all_runs = exp.run(plans.all_specs(sc))
+all_runs = exp.run(study.all_specs(sc))
 Markdown(f"""
 A run used by several experiments is counted where it first appears. In all, the report at this scale
 rests on {len(seen)} runs and {cost.loc['total', 'train (min)'] + cost.loc['total', 'eval (min)']:.1f} minutes of
@@ -142,13 +125,13 @@ times
 # For every part of every claim: its estimate and interval, the seeds per setting these runs have,
 # and how many would decide it (its interval on one side of its boundary) with 80 % probability if
 # the true value were the one measured, from the seed and image variance parts these runs measured
-# (`kdlib.claims.power`; the images' part stays, the seeds' part shrinks as one over the seeds).
+# (`kdlib.claims.power.power`; the images' part stays, the seeds' part shrinks as one over the seeds).
 # A part whose estimate sits close to its boundary needs many seeds; one already decided needs no more.
 # The questions beyond the paper follow the paper's claims; B4 counts students, not seeds.
 
 # %% tags=["hide-input"]
-every = claims.collect(exp)
-Markdown(claims.power_table([*claims.evaluate(every), *claims.questions(every)]))
+every = study.collect(exp)
+Markdown(power.power_table([*study.paper_claims(every), *study.questions(every)]))
 
 # %% [markdown]
 # ## How this scale was chosen

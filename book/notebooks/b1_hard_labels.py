@@ -32,11 +32,14 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from kdlib import claims, plans, plots, tables
 from kdlib import experiments as ex
+from kdlib import plans, plots, tables
+from kdlib import study
+from kdlib.claims import text
+from kdlib.parameters import Parameters
 from kdlib.widgets import figure_slider
 
-exp = ex.open_experiment(scale, data, device, executor, seed_base)
+exp = ex.open_experiment(Parameters(scale, data, device, executor, seed_base))
 teacher = exp.run(plans.teachers(exp.scale)[:1])[0]
 by_alpha = exp.run(plans.alpha_specs(exp.scale))  # alpha -> students of teacher 0
 alphas = sorted(by_alpha)
@@ -114,4 +117,4 @@ figure_slider(alphas, [view(a) for a in alphas], "α", html=tables_html, css_cla
 # below, and is inconclusive otherwise.
 
 # %% tags=["hide-input"]
-Markdown(claims.markdown(claims.chapter(exp, "B1")))
+Markdown(text.markdown(study.chapter_verdicts(exp, "B1")))

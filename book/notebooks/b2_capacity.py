@@ -40,16 +40,18 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from kdlib import claims, tables
 from kdlib import experiments as ex
+from kdlib import study, tables
+from kdlib.claims import text
 from kdlib.claims.beyond import disagreement_share
 from kdlib.claims.evidence import agreement_per_image
 from kdlib.models import preresnet
+from kdlib.parameters import Parameters
 
-exp = ex.open_experiment(scale, data, device, executor, seed_base)
-runs = claims.collect(exp, {"teachers", "self_distilled", "capacity"})
-deep, deep_students = runs.capacity["teacher"][0], runs.capacity["students"]
-pool, own = runs.teachers, runs.self_distilled
+exp = ex.open_experiment(Parameters(scale, data, device, executor, seed_base))
+runs = study.collect(exp, ["E0", "E1", "B2"])
+deep, deep_students = runs["B2"]["teacher"][0], runs["B2"]["students"]
+pool, own = runs["E0"], runs["E1"]
 
 # %% [markdown]
 # ## The two settings
@@ -114,4 +116,4 @@ fig.tight_layout()
 # and does not hold if it lies below.
 
 # %% tags=["hide-input"]
-Markdown(claims.markdown(claims.chapter(exp, "B2")))
+Markdown(text.markdown(study.chapter_verdicts(exp, "B2")))

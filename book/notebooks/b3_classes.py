@@ -33,14 +33,14 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from kdlib import claims, tables
 from kdlib import experiments as ex
-from kdlib.claims import beyond
+from kdlib import study, tables
+from kdlib.claims import beyond, text
+from kdlib.parameters import Parameters
 
-exp = ex.open_experiment(scale, data, device, executor, seed_base)
-runs = claims.collect(exp, {"teachers", "self_distilled", "class_counts"})
-own = int(runs.labels.max()) + 1
-by_count = {**runs.class_counts, own: beyond.ClassRuns(runs.teachers, runs.self_distilled, runs.labels)}
+exp = ex.open_experiment(Parameters(scale, data, device, executor, seed_base))
+runs = study.collect(exp, ["E0", "E1", "B3"])
+by_count = study.class_runs(runs)  # class count -> its teachers, students and test labels
 counts = sorted(by_count)
 
 # %% [markdown]
@@ -86,4 +86,4 @@ fig.tight_layout()
 # different counts are not paired.
 
 # %% tags=["hide-input"]
-Markdown(claims.markdown(claims.chapter(exp, "B3")))
+Markdown(text.markdown(study.chapter_verdicts(exp, "B3")))

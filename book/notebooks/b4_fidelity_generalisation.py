@@ -34,13 +34,15 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from kdlib import claims
 from kdlib import experiments as ex
+from kdlib import study
 from kdlib.claims import beyond
+from kdlib.claims import text
+from kdlib.parameters import Parameters
 
-exp = ex.open_experiment(scale, data, device, executor, seed_base)
-runs = claims.collect(exp)
-students = beyond.students_by_setting(runs)
+exp = ex.open_experiment(Parameters(scale, data, device, executor, seed_base))
+runs = study.collect(exp)
+students = study.students(runs)
 agreement, gain = beyond.agreement_and_gain(students)
 settings = [s.setting for s in students]
 
@@ -72,7 +74,7 @@ table.groupby("setting", sort=False).agg(students=("gain (points)", "size"), **{
     "agreement (%)": ("agreement (%)", "mean"), "gain (points)": ("gain (points)", "mean")}).round(2)
 
 # %% tags=["hide-input"]
-rho = claims.questions(runs, "B4")[0].parts[0].interval
+rho = study.questions(runs, "B4")[0].parts[0].interval
 top = int(np.argmax(agreement))
 low = int(np.argmin(agreement))
 Markdown(f"""
@@ -93,4 +95,4 @@ test images and gains {100 * gain[top]:+.1f} points; the one furthest from it ({
 # general.
 
 # %% tags=["hide-input"]
-Markdown(claims.markdown(claims.chapter(exp, "B4")))
+Markdown(text.markdown(study.chapter_verdicts(exp, "B4")))

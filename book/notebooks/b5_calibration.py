@@ -36,15 +36,16 @@ import pandas as pd
 import torch
 from IPython.display import Markdown
 
-from kdlib import claims, metrics, plots, tables
 from kdlib import experiments as ex
-from kdlib.claims import beyond
+from kdlib import metrics, plots, study, tables
+from kdlib.claims import beyond, text
 from kdlib.claims.evidence import teacher_logits
+from kdlib.parameters import Parameters
 
-exp = ex.open_experiment(scale, data, device, executor, seed_base)
-runs = claims.collect(exp)  # E2's runs for the verdict, every chapter's for the last figure
+exp = ex.open_experiment(Parameters(scale, data, device, executor, seed_base))
+runs = study.collect(exp)  # E2's runs for the verdict, every chapter's for the last figure
 labels = torch.as_tensor(runs.labels)
-sizes = sorted(runs.ensembles)
+sizes = sorted(runs["E2"])
 
 # %% [markdown]
 # ## ECE by ensemble size
@@ -55,8 +56,8 @@ sizes = sorted(runs.ensembles)
 # %% tags=["hide-input"]
 rows = []
 for m in sizes:
-    t = teacher_logits(runs.teachers[:m])
-    students = runs.ensembles[m]
+    t = teacher_logits(runs["E0"][:m])
+    students = runs["E2"][m]
     rows.append({"ensemble size m": m, "teacher ECE": metrics.ece(t, labels),
                  "students' ECE": tables.fmt(list(beyond.ece_per_run(students, runs.labels)), digits=3),
                  "teacher accuracy (%)": 100 * metrics.accuracy(t, labels),
@@ -73,9 +74,9 @@ pd.DataFrame(rows).set_index("ensemble size m").round(3)
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 4), squeeze=False)
 for ax, m in zip(axes[0], sizes):
-    student = runs.ensembles[m][0]
+    student = runs["E2"][m][0]
     name = "teacher 0" if m == 1 else f"ensemble of {m}"
-    plots.reliability_diagram(ax, teacher_logits(runs.teachers[:m]), runs.labels, name, "tab:blue")
+    plots.reliability_diagram(ax, teacher_logits(runs["E0"][:m]), runs.labels, name, "tab:blue")
     plots.reliability_diagram(ax, student.test_logits(), runs.labels, f"its student (seed {student.spec.seed})",
                               "tab:orange")
     ax.set_title(f"m = {m}", fontsize=10)
@@ -90,7 +91,7 @@ fig.tight_layout()
 # judged: the verdict below rests on E2's comparison, where only the teacher changes.
 
 # %% tags=["hide-input"]
-pairs = beyond.students_by_setting(runs)
+pairs = study.students(runs)
 fig, ax = plt.subplots(figsize=(6, 4.2))
 experiments = sorted({p.setting.split()[0] for p in pairs})
 colours = dict(zip(experiments, plt.get_cmap("tab10").colors))
@@ -113,4 +114,4 @@ fig.tight_layout()
 # sizes; the teachers are fixed, and every setting is scored on the same test images.
 
 # %% tags=["hide-input"]
-Markdown(claims.markdown(claims.chapter(exp, "B5")))
+Markdown(text.markdown(study.chapter_verdicts(exp, "B5")))

@@ -37,12 +37,15 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from kdlib import claims, plots, widgets
 from kdlib import experiments as ex
+from kdlib import plots, widgets
+from kdlib import study
+from kdlib.claims import text
+from kdlib.parameters import Parameters
 
-exp = ex.open_experiment(scale, data, device, executor, seed_base)
-runs = claims.collect(exp, {"teachers", "self_distilled"})
-teacher, other, student = runs.teachers[0], runs.teachers[1], runs.self_distilled[0]
+exp = ex.open_experiment(Parameters(scale, data, device, executor, seed_base))
+runs = study.collect(exp, ["E0", "E1"])
+teacher, other, student = runs["E0"][0], runs["E0"][1], runs["E1"][0]
 probs = {name: torch.softmax(run.test_logits().float(), 1) for name, run in
          (("teacher 0", teacher), (f"student (seed {student.spec.seed})", student), ("teacher 1", other))}
 top1 = {name: p.argmax(1) for name, p in probs.items()}
@@ -101,4 +104,4 @@ for group, (mask, words) in GROUPS.items():
 # the teachers disagree on.
 
 # %% tags=["hide-input"]
-Markdown(claims.markdown(claims.chapter(exp, "B6")))
+Markdown(text.markdown(study.chapter_verdicts(exp, "B6")))

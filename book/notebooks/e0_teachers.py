@@ -29,13 +29,15 @@ seed_base = 0
 import pandas as pd
 from IPython.display import Markdown
 
-from kdlib import claims
 from kdlib import experiments as ex
 from kdlib import plans
+from kdlib import study
 from kdlib import tables
+from kdlib.claims import text
+from kdlib.parameters import Parameters
 from kdlib.reference import PAPER, PAPER_CITE, STUDY
 
-exp = ex.open_experiment(scale, data, device, executor, seed_base)
+exp = ex.open_experiment(Parameters(scale, data, device, executor, seed_base))
 teachers = exp.run(plans.teachers(exp.scale))
 
 # %% [markdown]
@@ -122,6 +124,6 @@ the teachers they never saw, against {tables.fmt(list(pairs['agreement']))} % be
 # sampling of the test images (protocol §8); the teachers are the ones this report trained.
 
 # %% tags=["hide-input"]
-verdicts = claims.chapter(exp, "E0")
-Markdown(claims.markdown(verdicts) + "\n\n" + "\n".join(
+verdicts = study.chapter_verdicts(exp, "E0")
+Markdown(text.markdown(verdicts) + "\n\n" + "\n".join(
     f"- {p.name}: {p.text()} ({p.verdict})" for v in verdicts for p in v.parts))

@@ -31,15 +31,17 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown
 
-from kdlib import claims
 from kdlib import experiments as ex
 from kdlib import plans
-from kdlib.checks import check_number
 from kdlib import plots, tables
+from kdlib import study
+from kdlib.checks import check_number
+from kdlib.claims import text
+from kdlib.parameters import Parameters
 from kdlib.reference import PAPER, STUDY
 
 tau = check_number("tau", tau, 0, float("inf"), low_open=True)
-exp = ex.open_experiment(scale, data, device, executor, seed_base)
+exp = ex.open_experiment(Parameters(scale, data, device, executor, seed_base))
 teachers = exp.run(plans.teachers(exp.scale))
 students = exp.run(plans.self_distillation_specs(exp.scale, tau=tau))
 
@@ -157,4 +159,4 @@ rate arithmetic, the student's agreement exceeds the teacher-teacher agreement b
 # students of one teacher.
 
 # %% tags=["hide-input"]
-Markdown(claims.markdown(claims.chapter(exp, "E1")))
+Markdown(text.markdown(study.chapter_verdicts(exp, "E1")))

@@ -30,13 +30,15 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown
 
-from kdlib import claims
 from kdlib import experiments as ex
 from kdlib import plans
+from kdlib import study
 from kdlib import tables
+from kdlib.claims import text
+from kdlib.parameters import Parameters
 from kdlib.reference import STUDY
 
-exp = ex.open_experiment(scale, data, device, executor, seed_base)
+exp = ex.open_experiment(Parameters(scale, data, device, executor, seed_base))
 teachers = exp.run(plans.teachers(exp.scale))
 students = exp.run(plans.ensemble_specs(exp.scale))  # m -> students (seeds)
 
@@ -92,4 +94,4 @@ ensemble ({s5[1]:.2f} % vs {s5[0]:.2f} %) while agreement rose with m, from {s1[
 # ## Verdict
 
 # %% tags=["hide-input"]
-Markdown(claims.markdown(claims.chapter(exp, "E2")))
+Markdown(text.markdown(study.chapter_verdicts(exp, "E2")))

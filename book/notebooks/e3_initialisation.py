@@ -39,16 +39,18 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from kdlib import claims
 from kdlib import experiments as ex
 from kdlib import plans
-from kdlib.checks import check_number
 from kdlib import plots, tables
+from kdlib import study
+from kdlib.checks import check_number
+from kdlib.claims import text
+from kdlib.parameters import Parameters
 from kdlib.reference import PAPER, STUDY
 from kdlib.widgets import figure_slider
 
 lam = check_number("lam", lam, 0, 1)
-exp = ex.open_experiment(scale, data, device, executor, seed_base)
+exp = ex.open_experiment(Parameters(scale, data, device, executor, seed_base))
 norms = exp.scale.lambda_norms
 lambdas = list(exp.scale.lambdas)
 NORM_NAME = tables.NORM_NAMES
@@ -144,7 +146,7 @@ display(slider)
 # and the sampling of the training images (protocol §8).
 
 # %% tags=["hide-input"]
-Markdown(claims.markdown(claims.chapter(exp, "E3")) + f"""
+Markdown(text.markdown(study.chapter_verdicts(exp, "E3")) + f"""
 
 The paper reports, for the LayerNorm model averaged over {PAPER['e3_trials']} trials, train agreement of
 {', '.join(f'{v:g} %' for v in PAPER['e3_train_agreement'].values())} at λ =

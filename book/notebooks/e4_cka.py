@@ -30,13 +30,15 @@ seed_base = 0
 import pandas as pd
 from IPython.display import Markdown
 
-from kdlib import claims
 from kdlib import experiments as ex
 from kdlib import plans
+from kdlib import study
 from kdlib import tables
+from kdlib.claims import text
+from kdlib.parameters import Parameters
 from kdlib.reference import ORIGINAL_CODE, PAPER, STUDY
 
-exp = ex.open_experiment(scale, data, device, executor, seed_base)
+exp = ex.open_experiment(Parameters(scale, data, device, executor, seed_base))
 teacher = exp.run(plans.teachers(exp.scale)[:1])[0]
 students = exp.run(plans.cka_specs(exp.scale))  # start -> students (seeds)
 floor = ex.untrained_cka(teacher, exp.dataset, exp.device)
@@ -86,4 +88,4 @@ are not comparable with linear CKA over examples, ours or the paper's.
 # declared 1 point (protocol §8).
 
 # %% tags=["hide-input"]
-Markdown(claims.markdown(claims.chapter(exp, "E4")))
+Markdown(text.markdown(study.chapter_verdicts(exp, "E4")))

@@ -33,16 +33,18 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from kdlib import claims
 from kdlib import experiments as ex
 from kdlib import plans
-from kdlib.checks import check_number
+from kdlib import study
 from kdlib import tables
+from kdlib.checks import check_number
+from kdlib.claims import text
+from kdlib.parameters import Parameters
 from kdlib.reference import STUDY
 from kdlib.widgets import figure_slider
 
 tau = check_number("tau", tau, 0, float("inf"), low_open=True)
-exp = ex.open_experiment(scale, data, device, executor, seed_base)
+exp = ex.open_experiment(Parameters(scale, data, device, executor, seed_base))
 specs = plans.temperature_specs(exp.scale)
 runs = exp.run(specs)  # setting -> students (seeds)
 pool = exp.run(list(specs[plans.MIXUP][0].teachers))
@@ -126,4 +128,4 @@ display(slider)
 # and the sampling of the test images.
 
 # %% tags=["hide-input"]
-Markdown(claims.markdown(claims.chapter(exp, "E5")))
+Markdown(text.markdown(study.chapter_verdicts(exp, "E5")))

@@ -30,13 +30,15 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown
 
-from kdlib import claims
 from kdlib import experiments as ex
 from kdlib import plans
 from kdlib import plots, tables
+from kdlib import study
+from kdlib.claims import text
+from kdlib.parameters import Parameters
 from kdlib.reference import PAPER, STUDY
 
-exp = ex.open_experiment(scale, data, device, executor, seed_base)
+exp = ex.open_experiment(Parameters(scale, data, device, executor, seed_base))
 teacher = exp.run(plans.teachers(exp.scale)[:1])[0]
 runs = exp.run(plans.optimiser_specs(exp.scale))  # setting -> students (seeds); the first is the baseline
 
@@ -83,4 +85,4 @@ creep up only slowly with training length. Our Adam learning rate is {exp.scale.
 # sampling of the images; closing the gap would mean closing most of it.
 
 # %% tags=["hide-input"]
-Markdown(claims.markdown(claims.chapter(exp, "E6")))
+Markdown(text.markdown(study.chapter_verdicts(exp, "E6")))

@@ -31,16 +31,18 @@ from IPython.display import Markdown, display
 
 from kdlib import claims
 from kdlib import experiments as ex
-from kdlib import tables
+from kdlib import study, tables
+from kdlib.claims import evidence, power, text
 from kdlib.claims.figure import verdict_figure
+from kdlib.parameters import Parameters
 from kdlib.reference import ORIGINAL_CODE, PAPER, STUDY
 
-exp = ex.open_experiment(scale, data, device, executor, seed_base)
+exp = ex.open_experiment(Parameters(scale, data, device, executor, seed_base))
 sc = exp.scale
-runs = claims.collect(exp)
-verdicts = claims.evaluate(runs)
-pairs = ex.pairwise(runs.teachers)
-students = runs.self_distilled
+runs = study.collect(exp)
+verdicts = study.paper_claims(runs)
+teachers, students = runs["E0"], runs["E1"]
+pairs = ex.pairwise(teachers)
 
 # %% [markdown]
 # ## The verdicts at a glance
@@ -61,13 +63,13 @@ fig = verdict_figure(verdicts)
 # paper's single-teacher numbers are read off its figure; it reports no teacher-teacher agreement.
 
 # %%
-cross = [100 * c["agreement"] for s in students for c in ex.cross_agreement(s, runs.teachers[1:])]
+cross = [100 * c["agreement"] for s in students for c in ex.cross_agreement(s, teachers[1:])]
 with pd.option_context("display.max_colwidth", None):
     display(pd.DataFrame([
         {"metric": "teacher test acc (%), mean over the pool", "paper": f"{PAPER['e0']['teacher_test_acc']} ({PAPER['e0']['teachers']} teachers)",
-         "study": f"{STUDY['e0']['teacher_test_acc']} (5 teachers)", "ours": f"{tables.fmt_metric(runs.teachers, 'test_acc', 100)} ({len(runs.teachers)} teachers)"},
+         "study": f"{STUDY['e0']['teacher_test_acc']} (5 teachers)", "ours": f"{tables.fmt_metric(teachers, 'test_acc', 100)} ({len(teachers)} teachers)"},
         {"metric": "teacher train acc (%), mean over the pool", "paper": "n/a", "study": STUDY["e0"]["teacher_train_acc"],
-         "ours": tables.fmt_metric(runs.teachers, "train_acc", 100)},
+         "ours": tables.fmt_metric(teachers, "train_acc", 100)},
         {"metric": "student of teacher 0: test acc (%)", "paper": PAPER["e1"]["student_test_acc"],
          "study": STUDY["e1"]["student_test_acc"], "ours": tables.fmt_metric(students, "test_acc", 100)},
         {"metric": "student of teacher 0: agreement with it (%)", "paper": PAPER["e1"]["test_agreement"],
@@ -94,12 +96,12 @@ with pd.option_context("display.max_colwidth", None):
 # numbers behind them and the noise they were judged against.
 
 # %% tags=["hide-input"]
-Markdown(claims.summary_table(verdicts))
+Markdown(text.summary_table(verdicts))
 
 # %% tags=["hide-input"]
 held = [v for v in verdicts if v.verdict == claims.HOLDS]
 others = [v for v in verdicts if v.verdict != claims.HOLDS]
-fit = claims.regime(runs.teachers, students)
+fit = evidence.regime(teachers, students)
 central = {v.id: v for v in verdicts}
 faithful, baselines = central["e1-fidelity"], central["e0-baselines"]
 verbs = {claims.FAILS: ("does not hold", "do not hold"), claims.INCONCLUSIVE: ("is inconclusive", "are inconclusive")}
@@ -120,14 +122,14 @@ than independent training would make them ({baselines.verdict}, against each bas
 {faithful.evidence} {baselines.evidence}
 """ + ("\n\n### The claims these runs do not confirm, and what they show\n\n" + "\n".join(
     f"- **{v.title[:1].upper() + v.title[1:]} ({v.experiment}): {v.verdict}.** {v.why or v.evidence}"
-    + (" " + claims.deciding_runs(v) if v.verdict == claims.INCONCLUSIVE else "")
+    + (" " + power.deciding_runs(v) if v.verdict == claims.INCONCLUSIVE else "")
     for v in others) if others else ""))
 
 # %% [markdown]
 # ### Every claim, in full
 
 # %% tags=["hide-input"]
-Markdown(claims.markdown(verdicts))
+Markdown(text.markdown(verdicts))
 
 # %% [markdown]
 # ## Beyond the paper
@@ -138,12 +140,12 @@ Markdown(claims.markdown(verdicts))
 # not the paper's claims: they are not counted among its eight.
 
 # %% tags=["hide-input"]
-questions = claims.questions(runs)
+questions = study.questions(runs)
 fig = verdict_figure(questions)
 
 # %% tags=["hide-input"]
-undecided = [f"- **{v.experiment}:** {claims.deciding_runs(v)}" for v in questions if v.verdict == claims.INCONCLUSIVE]
-Markdown(claims.summary_table(questions) + "\n\n" + claims.markdown(questions)
+undecided = [f"- **{v.experiment}:** {power.deciding_runs(v)}" for v in questions if v.verdict == claims.INCONCLUSIVE]
+Markdown(text.summary_table(questions) + "\n\n" + text.markdown(questions)
          + ("\n\nThe runs that would decide the undecided ones:\n\n" + "\n".join(undecided) if undecided else ""))
 
 # %% [markdown]
@@ -155,7 +157,7 @@ Markdown(f"""
 - **NLL.** The original code's logged test NLL indexed a batch-by-batch matrix and reads
   {ORIGINAL_CODE['logged_nll']}; the study reported that value ({STUDY['e1']['student_nll']} for its students).
   Our NLL is the true mean negative log-likelihood (our teachers:
-  {tables.fmt_metric(runs.teachers, 'test_nll', 1, 3)} nats at this scale).
+  {tables.fmt_metric(teachers, 'test_nll', 1, 3)} nats at this scale).
 - **CKA.** The original code's CKA compared spatial positions within batches with an RBF kernel and
   gives a student at initialisation {' / '.join(f'{c:.2f}' for c in ORIGINAL_CODE['cka_untrained_student'])};
   ours is linear CKA across examples on a fixed test subset. The study's CKA table inherits the error.
@@ -166,5 +168,5 @@ Markdown(f"""
   beside the study's arithmetic.
 - **Normalisation.** The paper's optimisation experiments used LayerNorm, the released code only
   BatchNorm; this scale runs E3 with {' and '.join(norm_name[n] for n in sc.lambda_norms)} and E6 with the
-  {' and '.join(sorted({norm_name[r.spec.norm] for rs in runs.optimisers.values() for r in rs}))} model.
+  {' and '.join(sorted({norm_name[r.spec.norm] for rs in runs['E6'].values() for r in rs}))} model.
 """)

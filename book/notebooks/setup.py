@@ -30,12 +30,14 @@ from IPython.display import Markdown
 
 from kdlib import experiments as ex
 from kdlib import plans
+from kdlib import study
 from kdlib import tables
 from kdlib.models import preresnet20
+from kdlib.parameters import Parameters
 from kdlib.reference import PAPER, STUDY
 from kdlib.scales import SEED_STRIDE
 
-exp = ex.open_experiment(scale, data, device, executor, seed_base)
+exp = ex.open_experiment(Parameters(scale, data, device, executor, seed_base))
 sc, ds = exp.scale, exp.dataset
 
 # %% [markdown]
@@ -121,6 +123,14 @@ on the first {', '.join(map(str, sc.class_counts))} classes (two teachers each, 
 students of the first at {min(sc.class_counts)} classes, {sc.grid_seeds()} at the others). B4-B6 train nothing.
 The appendix lists the candidate scales that were measured before this one was chosen.
 """)
+
+# %% [markdown]
+# The runs each chapter's plan holds at this scale, from the study's table (`kdlib.study`): a run
+# that two chapters share is trained once, where it first appears, so the last columns add up to
+# every run the report trains.
+
+# %% tags=["hide-input"]
+pd.DataFrame(study.runs_by_chapter(sc)).set_index("chapter")
 
 # %% [markdown]
 # ## Deviations: paper, study and this report

@@ -1,5 +1,7 @@
+"""`python -m kdlib.claims`: the study's verdicts from the run cache (kdlib.verdicts)."""
+
 import sys
 
-from kdlib.claims.cli import main
+from kdlib.verdicts import main
 
 sys.exit(main())

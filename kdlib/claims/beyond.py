@@ -3,8 +3,8 @@
 Verdicts that are ours, not the paper's, judged by the same family rule (kdlib.claims.rules),
 numbered by the study's questions: B1 hard labels, B2 a capacity gap, B3 the number of classes,
 B4 fidelity and generalisation, B5 calibration transfer, B6 where a student disagrees with its
-teacher. Each is a function from runs to a `Verdict`;
-`students_by_setting` lists every student the report trains with what it learned from.
+teacher. Each is a function from runs to a `Verdict`. B4 reads every student the report trains,
+each as a `Taught` (the study's table lists them: kdlib.study.students).
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from kdlib import metrics, tables
 from kdlib.claims import text
 from kdlib.claims.evidence import (agreement_per_image, correct_per_image, fixed, group, pair_agreement, paired,
                                    seeds_of, teacher_logits)
-from kdlib.claims.paper import Verdict, _part, _why
+from kdlib.claims.verdict import Verdict, part, why_not
 from kdlib.claims.rules import ABOVE, BELOW, MOST, Part, family
 from kdlib.stats import Group, rank_correlation
-from kdlib.tables import NORM_NAMES
 
 DEEP = "deep teacher's students"  # B2's group of the deeper teacher's students
 STRONG = 0.5    # B4: a rank correlation this strong would make agreement a good guide to a student's gain
@@ -47,35 +46,6 @@ class ClassRuns:
     teachers: list
     students: list
     labels: np.ndarray
-
-
-def students_by_setting(runs) -> list[Taught]:
-    """Every student of a `kdlib.claims.ClaimRuns`, once, in the experiments' order. A run in two
-    settings (E1's students are E2's at m = 1) is listed under the first."""
-    pool = runs.teachers
-    ensemble = pool[:runs.ensemble_pool or len(pool)]
-    labels = runs.labels
-    settings = [("E1", runs.self_distilled, pool[:1], labels),
-                *((f"E2 m = {m}", students, pool[:m], labels) for m, students in runs.ensembles.items()),
-                *((f"E3 {NORM_NAMES.get(norm, norm)} λ = {lam:g}", students, [runs.lambda_teachers[norm]], labels)
-                  for norm, curve in runs.lambdas.items() for lam, students in curve.items()),
-                *((f"E4 {start.replace('_', ' ')}", students, pool[:1], labels)
-                  for start, students in runs.cka.items()),
-                *((f"E5 τ = {tau:g}", students, ensemble, labels) for tau, students in runs.temperatures.items()),
-                ("E5 τ = 4 + MixUp", runs.mixup, ensemble, labels),
-                *((f"E6 {name}", students, pool[:1], labels) for name, students in runs.optimisers.items()),
-                *((f"B1 α = {a:g}", students, pool[:1], labels) for a, students in runs.alphas.items()),
-                *((("B2 PreResNet-56 teacher", runs.capacity["students"], runs.capacity["teacher"], labels),)
-                  if runs.capacity else ()),
-                *((f"B3 {k} classes", c.students, c.teachers[:1], c.labels) for k, c in runs.class_counts.items())]
-    seen, out = set(), []
-    for setting, students, teachers, y in settings:
-        for s in students:
-            key = getattr(s, "id", None) or id(s)
-            if key not in seen and teachers:
-                seen.add(key)
-                out.append(Taught(setting, s, list(teachers), y))
-    return out
 
 
 def agreement_and_gain(taught: Sequence[Taught]) -> tuple[np.ndarray, np.ndarray]:
@@ -105,7 +75,7 @@ def fidelity_and_generalisation(pairs: Sequence[Taught]) -> Verdict:
     evidence = (f"{len(pairs)} students agree with their teachers on {100 * agreement.min():.1f} to "
                 f"{100 * agreement.max():.1f} % of the test images and gain {100 * gain.min():+.1f} to "
                 f"{100 * gain.max():+.1f} points of accuracy over them; the rank correlation is {parts[0].text()}.")
-    why = _why(parts,
+    why = why_not(parts,
                if_fails="Students that match their teachers more closely are, at this scale, the ones that gain more.")
     return Verdict("b4-fidelity-generalisation", "B4", "closer matching, no better student", claim, evidence, parts,
                    why, scope="the students of the report's settings, one draw each (they share teachers and seeds)")
@@ -137,11 +107,11 @@ def calibration_transfer(by_size: Mapping[int, Sequence], pool: Sequence, labels
         s = np.stack([m[f"m = {k}"] for k in sizes])
         return (centred[:, None] * (s - s.mean(0))).sum(0) / (centred ** 2).sum()
 
-    parts = family([_part("slope of student ECE on teacher ECE", groups, slope, TRANSFER, BELOW, "")])
+    parts = family([part("slope of student ECE on teacher ECE", groups, slope, TRANSFER, BELOW, "")])
     rows = ", ".join(f"m = {m}: teacher {teacher[i]:.3f}, students "
                      f"{tables.fmt(list(ece_per_run(settings[i], labels)), digits=3)}" for i, m in enumerate(sizes))
     evidence = f"Test ECE by ensemble size ({rows}); the slope is {parts[0].text()}."
-    why = _why(parts, if_fails="The students' calibration follows their teachers'.")
+    why = why_not(parts, if_fails="The students' calibration follows their teachers'.")
     return Verdict("b5-calibration", "B5", "calibration does not transfer", claim, evidence, parts, why,
                    scope=f"students of the first m of these {len(pool)} teachers, m in {sizes}")
 
@@ -161,12 +131,12 @@ def where_they_disagree(teacher, students: Sequence, pool: Sequence) -> Verdict:
     away = 1 - agreement_per_image([teacher], students)                                         # (runs, images)
     groups = {"disagreements on contested images": group(away * contested, students, "students"),
               "disagreements": group(away, students, "students"), "contested": fixed(contested[None])}
-    parts = family([_part("share of the student's disagreements on contested images", groups,
+    parts = family([part("share of the student's disagreements on contested images", groups,
                           lambda m: m["disagreements on contested images"] / m["disagreements"], MOST, ABOVE, "")])
     evidence = (f"Students disagree with their teacher on {text.pct(away)} of the test images; the teacher and "
                 f"an independent one disagree on {100 * contested.mean():.2f} %. Of the students' disagreements, "
                 f"{parts[0].text()} fall on those contested images (chance would put {contested.mean():.3f} there).")
-    why = _why(parts,
+    why = why_not(parts,
                if_fails="Most of what the students leave unmatched lies on images independent teachers agree on.")
     return Verdict("b6-where-they-disagree", "B6", "disagreements where teachers disagree", claim, evidence, parts,
                    why, scope=f"the students of teacher {teacher.spec.seed}, against these {len(pool)} teachers")
@@ -185,14 +155,14 @@ def hard_labels(by_alpha: Mapping[float, Sequence], teacher) -> Verdict:
     base, high = paired(by_alpha[0.0], by_alpha[top])
     groups = {"α = 0": group(agreement_per_image([teacher], base), base, "seeds"),
               f"α = {top:g}": group(agreement_per_image([teacher], high), high, "seeds")}
-    parts = family([_part(f"test agreement, α = {top:g} minus α = 0", groups,
+    parts = family([part(f"test agreement, α = {top:g} minus α = 0", groups,
                           lambda m: 100 * (m[f"α = {top:g}"] - m["α = 0"]), 0.0, ABOVE, "points")])
     shown = "; ".join(f"α = {a:g}: {text.pct(agreement_per_image([teacher], by_alpha[a]))} agreement, "
                       f"{tables.fmt_metric(by_alpha[a], 'test_acc', 100)} % accuracy ({text.seeds(by_alpha[a])})"
                       for a in alphas)
     evidence = (f"Test agreement with the teacher and accuracy by α: {shown}. The seed-paired difference is "
                 f"{parts[0].text()}.")
-    why = _why(parts, if_fails="The label loss did not bring the students closer to their teacher.")
+    why = why_not(parts, if_fails="The label loss did not bring the students closer to their teacher.")
     return Verdict("b1-hard-labels", "B1", "hard labels raise agreement", claim, evidence, parts, why,
                    scope=f"the students of teacher {teacher.spec.seed}")
 
@@ -225,7 +195,7 @@ def richer_soft_labels(by_count: Mapping[int, ClassRuns]) -> Verdict:
     def share(m, k):
         return (1 - m[f"students, {k} classes"]) / (1 - m[f"teacher pairs, {k} classes"])
 
-    parts = family([_part(f"share kept, {most} minus {few} classes", groups,
+    parts = family([part(f"share kept, {most} minus {few} classes", groups,
                           lambda m: share(m, most) - share(m, few), 0.0, BELOW, "")])
     rows = []
     for k in counts:
@@ -233,7 +203,7 @@ def richer_soft_labels(by_count: Mapping[int, ClassRuns]) -> Verdict:
         rows.append(f"{k} classes: students agree {text.pct(agree)}, teachers {100 * pairs.mean():.2f} %, share "
                     f"{np.mean((1 - agree.mean(1)) / (1 - pairs.mean())):.3f}")
     evidence = f"{'; '.join(rows)}. The difference in share is {parts[0].text()}."
-    why = _why(parts, if_fails="More classes did not let the students keep less of the independent disagreement.")
+    why = why_not(parts, if_fails="More classes did not let the students keep less of the independent disagreement.")
     return Verdict("b3-classes", "B3", "fidelity gap shrinks with classes", claim, evidence, parts, why,
                    scope=f"self-distillation on the first {', '.join(map(str, counts))} classes, one teacher pair "
                          "or pool per count")
@@ -257,7 +227,7 @@ def capacity_gap(deep, deep_students: Sequence, teacher, students: Sequence, poo
     def kept(m, who, base):
         return (1 - m[who]) / (1 - m[base])
 
-    parts = family([_part("share kept, deeper teacher minus self-distillation", groups,
+    parts = family([part("share kept, deeper teacher minus self-distillation", groups,
                           lambda m: kept(m, DEEP, "deep teacher vs the pool")
                           - kept(m, "E1's students", "pool pairs"), 0.0, ABOVE, "")])
     evidence = (f"The PreResNet-{deep.spec.depth} teacher reaches {100 * deep.metrics['test_acc']:.2f} % test accuracy "
@@ -267,7 +237,7 @@ def capacity_gap(deep, deep_students: Sequence, teacher, students: Sequence, poo
                 f"against {100 * deep_pairs.mean():.2f} % for independent PreResNet-20s; E1's students agree "
                 f"{text.pct(own_agree)} with their teacher, independent teachers {100 * own_pairs.mean():.2f} %. "
                 f"The difference in the share kept is {parts[0].text()}.")
-    why = _why(parts,
+    why = why_not(parts,
                if_fails="Across the gap the students kept no more of the independent disagreement than in "
                         "self-distillation.")
     return Verdict("b2-capacity-gap", "B2", "a capacity gap lowers fidelity", claim, evidence, parts, why,

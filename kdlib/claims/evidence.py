@@ -14,6 +14,7 @@ import torch
 
 from kdlib import metrics
 from kdlib.losses import ensemble_logits
+from kdlib.claims.rules import LEVELLED
 from kdlib.stats import Group
 
 
@@ -82,3 +83,20 @@ def rise_over_last_fifth(run, key: str = "test_agreement") -> float | None:
     if len(pts) < 2 or not before or pts[-1][0] <= 0.8 * run.spec.recipe.epochs:
         return None
     return 100 * (pts[-1][1] - before[-1])
+
+
+def regime(teachers: Sequence, students: Sequence) -> dict:
+    """Is a scale in the paper's regime? Its teachers fit their clean training set (each >= 90 %;
+    the study's teachers 93.74 %) and its students' test agreement levelled off: over the last fifth
+    of training it rose by less than LEVELLED points, on average over the students. Returns the
+    numbers, both answers and the sentence that says so."""
+    fit = [100 * t.metrics["train_acc"] for t in teachers]
+    rises = [x for x in (rise_over_last_fifth(s) for s in students) if x is not None]
+    mean_rise = float(np.mean(rises)) if rises else None
+    out = {"teacher_train_acc": fit, "teachers_fit": min(fit) >= 90.0, "rises": rises, "mean_rise": mean_rise,
+           "students_levelled": mean_rise is not None and mean_rise < LEVELLED}
+    out["in_regime"] = out["teachers_fit"] and out["students_levelled"]
+    out["words"] = ("the regime the paper studies: networks that fit their data, and students that have settled"
+                    if out["in_regime"] else
+                    "not the regime the paper studies, so the verdicts speak of networks unlike the paper's")
+    return out

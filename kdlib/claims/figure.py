@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import matplotlib.pyplot as plt
+
 from kdlib.claims.rules import ABOVE, FAILS, HOLDS
 
 COLOURS = {HOLDS: "#1b7837", FAILS: "#b2182b", "inconclusive": "#878787"}
@@ -15,8 +17,6 @@ def verdict_figure(verdicts: Sequence):
     interval (bar; an arrow where it has no bound), the boundary (dashed) and the claimed side
     (shaded), coloured by the part's verdict; each row on its own scale (the parts have different
     units). Returns the figure."""
-    import matplotlib.pyplot as plt
-
     rows = [(v, p) for v in verdicts for p in v.parts]
     if not rows:
         fig = plt.figure(figsize=(9, 0.8))

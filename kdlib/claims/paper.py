@@ -9,7 +9,6 @@ initial weights and data order) are paired by seed; the teachers a claim speaks 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,50 +16,9 @@ from kdlib import tables
 from kdlib.claims import text
 from kdlib.claims.evidence import (agreement_per_image, correct_per_image, fixed, group, kl_per_image,
                                    pair_agreement, paired, rise_over_last_fifth)
-from kdlib.claims.rules import (ABOVE, BELOW, FAILS, FAR_FROM_FAITHFUL, HOLDS, JUMP_WINDOW, MOST, NO_HIGHER,
-                                NON_INFERIORITY, Part, combine, family, rise_width, window_share)
-from kdlib.stats import describe, estimate
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """A claim of the paper, judged on our runs."""
-
-    id: str             # stable identifier, e.g. "e1-accuracy"
-    experiment: str     # "E1"
-    title: str          # a few words, e.g. "student at least as accurate"
-    claim: str          # the claim as tested, in one sentence
-    evidence: str       # the numbers, in a sentence or two
-    parts: tuple[Part, ...] = ()
-    why: str = ""       # when the claim does not hold or is inconclusive: what its runs show
-    scope: str = ""     # what the verdict speaks of, when narrower than the paper's claim
-
-    @property
-    def verdict(self) -> str:
-        return combine(self.parts)
-
-    @property
-    def noise(self) -> str:
-        return "; ".join(dict.fromkeys(p.noise_text for p in self.parts)) or "not estimated"
-
-    def to_json(self) -> dict:
-        return {"id": self.id, "experiment": self.experiment, "title": self.title, "claim": self.claim,
-                "verdict": self.verdict, "scope": self.scope, "evidence": self.evidence, "noise": self.noise,
-                "why": self.why, "parts": [p.to_json() for p in self.parts]}
-
-
-def _part(name, groups, statistic, boundary, claimed, unit, pool_seeds=False):
-    return (name, estimate(groups, statistic, pool_seeds), boundary, claimed, unit,
-            {**describe(groups), "pooled_seeds": pool_seeds})
-
-
-def _why(parts: Sequence[Part], *more: str, if_fails: str = "") -> str:
-    """Why a claim did not hold: the parts that did not, then `more` (what the runs show either way)
-    and `if_fails` only when it does not hold (an undecided claim asserts nothing either way)."""
-    verdict = combine(parts)
-    if verdict == HOLDS:
-        return ""
-    return " ".join(s for s in (text.unresolved(parts), *more, if_fails if verdict == FAILS else "") if s)
+from kdlib.claims.rules import (ABOVE, BELOW, FAR_FROM_FAITHFUL, JUMP_WINDOW, MOST, NO_HIGHER, NON_INFERIORITY,
+                                family, rise_width, window_share)
+from kdlib.claims.verdict import Verdict, part, why_not
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,12 +29,12 @@ def student_accuracy(teacher, students: Sequence, labels: np.ndarray) -> Verdict
     student's test accuracy minus the teacher's above NON_INFERIORITY points (E1)."""
     correct = correct_per_image(students, labels)
     groups = {"students": group(correct, students), "teacher": fixed(correct_per_image([teacher], labels))}
-    parts = family([_part("student minus teacher, test accuracy", groups,
+    parts = family([part("student minus teacher, test accuracy", groups,
                           lambda m: 100 * (m["students"] - m["teacher"]), NON_INFERIORITY, ABOVE, "points")])
     evidence = (f"Students ({text.seeds(students)}) reach {text.pct(correct)} test accuracy, their teacher "
                 f"{text.pct(groups['teacher'].values)}: a difference of {parts[0].text()}.")
     rises = [x for x in (rise_over_last_fifth(r, "test_acc") for r in students) if x is not None]
-    why = _why(parts, f"The students fit {text.pct([r.metrics['train_acc'] for r in students])} of their clean "
+    why = why_not(parts, f"The students fit {text.pct([r.metrics['train_acc'] for r in students])} of their clean "
                f"training set, the teacher {100 * teacher.metrics['train_acc']:.2f} %"
                + (f"; their test accuracy moved by {min(rises):+.1f} to {max(rises):+.1f} points over the last fifth "
                   "of training" if rises else "") + ".")
@@ -94,13 +52,13 @@ def far_from_faithful(teacher, students: Sequence, pool: Sequence) -> Verdict:
     if not pairs:
         return Verdict("e1-fidelity", "E1", "far from faithful", "Needs at least two teachers.", "")
     groups = {"students": group(agree, students), "teacher pairs": fixed(np.stack(pairs))}
-    parts = family([_part("student's disagreement / independent teachers' disagreement", groups,
+    parts = family([part("student's disagreement / independent teachers' disagreement", groups,
                           lambda m: (1 - m["students"]) / (1 - m["teacher pairs"]), FAR_FROM_FAITHFUL, ABOVE, "")])
     evidence = (f"Students agree with their teacher on {text.pct(agree)} of the test images "
                 f"({text.pct([r.metrics['train_aug_agreement'] for r in students])} of the augmented training "
                 f"images); independent teachers agree on {100 * np.mean(pairs):.2f} %. The students keep "
                 f"{parts[0].text()} of the disagreement independent training leaves.")
-    why = _why(parts,
+    why = why_not(parts,
                if_fails="The students are closer to copies of their teacher than to independently trained networks.")
     return Verdict("e1-fidelity", "E1", "far from faithful",
                    f"Students are far from faithful: they keep more than {FAR_FROM_FAITHFUL:g} of the disagreement "
@@ -123,15 +81,15 @@ def beyond_independent(teachers: Sequence, students: Sequence) -> Verdict:
     paper = {"own teacher": group(own, students, "students"), "other teachers": group(others, students, "students")}
     study = {"students": group(own, students), "teacher pairs": fixed(pairs)}
     parts = family([
-        _part("against the paper's baseline (own teacher minus teachers i ≠ 0)", paper,
+        part("against the paper's baseline (own teacher minus teachers i ≠ 0)", paper,
               lambda m: 100 * (m["own teacher"] - m["other teachers"]), 0.0, ABOVE, "points"),
-        _part("against the study's baseline (student minus teacher-teacher agreement)", study,
+        part("against the study's baseline (student minus teacher-teacher agreement)", study,
               lambda m: 100 * (m["students"] - m["teacher pairs"]), 0.0, ABOVE, "points")])
     evidence = (f"Students of teacher 0 agree {100 * own.mean():.2f} % with it and {100 * others.mean():.2f} % with "
                 f"teachers {', '.join(str(t.spec.seed) for t in teachers[1:])}, which they never saw "
                 f"({parts[0].text()} more, the paper's baseline); independent teachers agree "
                 f"{100 * pairs.mean():.2f} % with each other ({parts[1].text()} more, the study's baseline).")
-    why = _why(parts,
+    why = why_not(parts,
                if_fails="Distillation from teacher 0 left its students no closer to it than to independent networks.")
     return Verdict("e0-baselines", "E0, E1", "fidelity beyond independent training", claim, evidence, parts, why,
                    scope=f"the students of teacher {teachers[0].spec.seed}, against these {len(teachers)} teachers")
@@ -152,14 +110,14 @@ def ensemble_size(by_size: Mapping[int, Sequence], pool: Sequence) -> Verdict:
     by_size = {**by_size, **dict(zip((lo, hi), paired(by_size[lo], by_size[hi])))}
     agree = {m: agreement_per_image(pool[:m], by_size[m]) for m in sizes}
     groups = {f"m={m}": group(agree[m], by_size[m], "seeds") for m in (lo, hi)}
-    parts = family([_part(f"agreement at m = {hi} minus m = {lo}", groups,
+    parts = family([part(f"agreement at m = {hi} minus m = {lo}", groups,
                           lambda m: 100 * (m[f"m={hi}"] - m[f"m={lo}"]), 0.0, ABOVE, "points")])
     rows = "; ".join(f"m = {m}: {text.pct(agree[m])} (ensemble accuracy "
                      f"{100 * tables.mean_metric(by_size[m], 'teacher_test_acc'):.2f} %)" for m in sizes)
     evidence = f"Test agreement with the ensemble: {rows}. Difference {parts[0].text()}."
     gain = 100 * (tables.mean_metric(by_size[hi], "teacher_test_acc")
                   - tables.mean_metric(by_size[lo], "teacher_test_acc"))
-    why = _why(parts, f"The {hi}-teacher ensemble is {gain:.2f} points more accurate than a single teacher.",
+    why = why_not(parts, f"The {hi}-teacher ensemble is {gain:.2f} points more accurate than a single teacher.",
                text.levelling([r for m in (lo, hi) for r in by_size[m]], "students"))
     return Verdict("e2-ensembles", "E2", "more teachers, more agreement", claim, evidence, parts, why)
 
@@ -193,9 +151,9 @@ def sharp_transition(models: Mapping[str, tuple]) -> Verdict:
         def stacked(m, grid=grid):
             return np.stack([m[f"{l:g}"] for l in grid])
 
-        specs.append(_part(f"{prefix}rise in train agreement, λ = {grid[0]:g} to {grid[-1]:g}", groups,
+        specs.append(part(f"{prefix}rise in train agreement, λ = {grid[0]:g} to {grid[-1]:g}", groups,
                            lambda m, s=stacked: 100 * (s(m)[-1] - s(m)[0]), 0.0, ABOVE, "points", pool_seeds=True))
-        specs.append(_part(f"{prefix}share of the rise between λ = {lo:g} and {hi:g}", groups,
+        specs.append(part(f"{prefix}share of the rise between λ = {lo:g} and {hi:g}", groups,
                            lambda m, s=stacked, g=grid: window_share(s(m), g), MOST, ABOVE, "", pool_seeds=True))
         means = np.array([[curve[l].mean()] for l in grid])
         shown.append(f"{prefix}the middle 80 % of the rise spans λ = {rise_width(means, grid)[0]:.2f} (descriptive)")
@@ -205,7 +163,7 @@ def sharp_transition(models: Mapping[str, tuple]) -> Verdict:
                     f"{100 * teacher.metrics['train_acc']:.1f} % of its clean training set.")
     parts = family(specs)
     evidence = ". ".join(shown) + (". " + "; ".join(f"{p.name}: {p.text()}" for p in parts) + "." if parts else ".")
-    why = _why(parts, " ".join(whys))
+    why = why_not(parts, " ".join(whys))
     return Verdict("e3-transition", "E3", "a sharp transition in λ", claim, evidence, parts,
                    why[:1].upper() + why[1:])
 
@@ -222,9 +180,9 @@ def cka_not_agreement(teacher, random: Sequence, teacher_init: Sequence) -> Verd
     a_init, a_rand = agreement_per_image([teacher], teacher_init), agreement_per_image([teacher], random)
     agree = {"teacher init": group(a_init, teacher_init, "seeds"), "random init": group(a_rand, random, "seeds")}
     parts = family([
-        _part("CKA at stage 1, teacher init minus random init", cka,
+        part("CKA at stage 1, teacher init minus random init", cka,
               lambda m: m["teacher init"] - m["random init"], 0.0, ABOVE, ""),
-        _part("test agreement, teacher init minus random init", agree,
+        part("test agreement, teacher init minus random init", agree,
               lambda m: 100 * (m["teacher init"] - m["random init"]), NO_HIGHER, BELOW, "points")])
 
     def stages(runs):
@@ -234,7 +192,7 @@ def cka_not_agreement(teacher, random: Sequence, teacher_init: Sequence) -> Verd
                 f"weights ({text.seeds(teacher_init)}), {stages(random)} from random ones ({text.seeds(random)}); "
                 f"stage 1 difference {parts[0].text()}. Agreement {text.pct(a_init)} vs {text.pct(a_rand)}: "
                 f"{parts[1].text()}.")
-    return Verdict("e4-cka", "E4", "CKA without agreement", claim, evidence, parts, _why(parts))
+    return Verdict("e4-cka", "E4", "CKA without agreement", claim, evidence, parts, why_not(parts))
 
 
 def temperature_and_mixup(low: Sequence, high: Sequence, mixup: Sequence, pool: Sequence) -> Verdict:
@@ -258,18 +216,18 @@ def temperature_and_mixup(low: Sequence, high: Sequence, mixup: Sequence, pool: 
         return kl_cut - disagreement_cut
 
     parts = family([
-        _part(f"agreement at τ = {t_hi:g} minus τ = {t_lo:g}", tau, lambda m: 100 * (m["high"] - m["low"]),
+        part(f"agreement at τ = {t_hi:g} minus τ = {t_lo:g}", tau, lambda m: 100 * (m["high"] - m["low"]),
               0.0, ABOVE, "points"),
-        _part(f"KL with MixUp minus without (τ = {t_hi:g})", kl, lambda m: m["mixup"] - m["plain"], 0.0, BELOW,
+        part(f"KL with MixUp minus without (τ = {t_hi:g})", kl, lambda m: m["mixup"] - m["plain"], 0.0, BELOW,
               "nats"),
-        _part("MixUp: fraction of the KL removed minus fraction of the disagreement removed", mix, relative_gain,
+        part("MixUp: fraction of the KL removed minus fraction of the disagreement removed", mix, relative_gain,
               0.0, ABOVE, "")])
     evidence = (f"Agreement {text.pct(a_lo)} at τ = {t_lo:g} and {text.pct(a_hi)} at τ = {t_hi:g} "
                 f"({parts[0].text()}). MixUp at τ = {t_hi:g}: agreement {text.pct(a_mix)}, KL {k_hi.mean():.3f} → "
                 f"{k_mix.mean():.3f} ({parts[1].text()}); fraction of the KL removed minus fraction of the "
                 f"disagreement removed {parts[2].text()}.")
     return Verdict("e5-temperature", "E5", "temperature and MixUp", claim, evidence, parts,
-                   _why(parts, text.levelling([*low, *high, *mixup], "students")))
+                   why_not(parts, text.levelling([*low, *high, *mixup], "students")))
 
 
 def optimiser_and_length(base: Sequence, alternatives: Mapping[str, Sequence], teacher) -> Verdict:
@@ -288,7 +246,7 @@ def optimiser_and_length(base: Sequence, alternatives: Mapping[str, Sequence], t
             labels.append(f"{name} ({'test' if split == 'test' else 'train'})")
             groups = {"base": group(agree[split]["baseline"], base, "seeds"),
                       "alt": group(agree[split][name], runs, "seeds")}
-            specs.append(_part(f"{name}: fraction of the gap closed on {where} images", groups,
+            specs.append(part(f"{name}: fraction of the gap closed on {where} images", groups,
                                lambda m: (m["alt"] - m["base"]) / (1 - m["base"]), MOST, BELOW, ""))
     parts = family(specs)
     rows = [f"{label}: {text.pct(agree['test'][label])} test, {text.pct(agree['train_aug'][label])} train"
@@ -296,5 +254,5 @@ def optimiser_and_length(base: Sequence, alternatives: Mapping[str, Sequence], t
     evidence = ("Agreement with the teacher, " + "; ".join(rows) + ". Fraction of the baseline's gap to 100 % "
                 "closed: " + "; ".join(f"{label} {p.text()}" for label, p in zip(labels, parts)) + ".")
     return Verdict("e6-optimiser", "E6", "neither optimiser nor length closes the gap", claim, evidence, parts,
-                   _why(parts, f"Closing the gap means closing more than {MOST:g} of it.",
+                   why_not(parts, f"Closing the gap means closing more than {MOST:g} of it.",
                         text.levelling(base, "baseline students")))

@@ -45,7 +45,7 @@ class Part:
     boundary: float     # what the interval is judged against
     claimed: str        # ABOVE or BELOW: the side of the boundary the claim says the quantity lies on
     unit: str           # "points", "" (a ratio), "λ"
-    noise: dict         # kdlib.stats.describe of the groups it was computed from
+    noise: dict         # kdlib.stats.noise_model of the groups it was computed from
     family: int = 1     # parts in the claim (the Bonferroni factor of "does not hold")
 
     @property

@@ -3,10 +3,10 @@
 `plan` orders the keys teachers before students, without duplicates, and finds the cached runs (a
 damaged one is moved aside with a warning and counts as missing); `check_plan` refuses, before
 anything trains, a run whose batch does not fit the training set; `obtain` returns a finished run,
-training it under the run's lock if it is missing. An executor (kdlib.runs: inline, or local worker
-processes; kdlib.executor: Ray) takes the plan's order and the runs already finished, starts a run
-once its teachers have finished (`startable`), and returns an `Outcome`: the runs it finished, the
-ones that failed, and the first error.
+training it under the run's lock if it is missing. An `Executor` (kdlib.execute.local: inline, or
+local worker processes; kdlib.execute.ray_backend: Ray) takes the plan's order and the runs already
+finished, starts a run once its teachers have finished (`startable`), and returns an `Outcome`: the
+runs it finished, the ones that failed, and the first error.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
 
 from kdlib import data as kdata
 from kdlib import train as ktrain
@@ -32,7 +35,7 @@ class RunFailure:
     traceback: str  # the failing run's traceback, as raised where it ran; "" if it never started
 
 
-def describe(spec: Spec) -> str:
+def spec_summary(spec: Spec) -> str:
     """A short, readable summary of a spec for messages."""
     r = spec.recipe
     recipe = f"{r.epochs} epochs, {r.optimizer} lr {r.lr:g}" + (", MixUp" if r.mixup else "")
@@ -56,6 +59,21 @@ class Outcome:
     def failed(self, key: RunKey, error: BaseException, tb: str | None = None) -> None:
         self.failures[key] = failure(key, error, tb)
         self.first_error = self.first_error or error
+
+
+class Executor(Protocol):
+    """How the missing runs of a plan are trained: inline, in local worker processes or on Ray.
+
+    `device` is where its runs train, which decides their "auto" precision and so their keys
+    (kdlib.identity.RunKey.of); `execute` obtains every missing run of `order` (teachers first;
+    `cached` holds the finished ones), each once its teachers have finished, and returns what it
+    finished and what failed without raising for a run's failure."""
+
+    device: torch.device
+
+    def execute(self, order: Sequence[RunKey], cached: dict[RunKey, Run], dataset: kdata.Dataset,
+                cache: RunCache) -> "Outcome":
+        ...
 
 
 def plan(keys: Sequence[RunKey], cache: RunCache) -> tuple[list[RunKey], dict[RunKey, Run]]:
@@ -87,7 +105,7 @@ def check_plan(order: Sequence[RunKey], cached: dict[RunKey, Run], dataset: kdat
     bad = [k for k in order if k not in cached and k.spec.recipe.batch_size > n]
     if bad:
         raise ValueError(f"batch_size must be at most the training set's {n} images; "
-                         + "; ".join(f"run {k.id} ({describe(k.spec)}) has batch_size {k.spec.recipe.batch_size}"
+                         + "; ".join(f"run {k.id} ({spec_summary(k.spec)}) has batch_size {k.spec.recipe.batch_size}"
                                      for k in bad))
 
 

@@ -1,10 +1,10 @@
-"""The Ray backend of `run_all`: the plan's missing runs as Ray tasks (kdlib.runs does the rest).
+"""The Ray executor of `run_all`: the plan's missing runs as Ray tasks (kdlib.execute does the rest).
 
-`kdlib.runs.run_all(..., executor="ray" | "ray://host:port" | "ray:<address>")` builds the plan
+`kdlib.execute.run_all(..., executor="ray" | "ray://host:port" | "ray:<address>")` builds the plan
 (keys, teachers first) and hands it here. Each missing run becomes a task with one CPU and a
 fraction of a GPU (five runs per GPU when the cluster has GPUs, as the original authors ran them),
 submitted as soon as its teachers are in the cache; a task receives the run's key, never re-derives
-it, and calls the same `kdlib.schedule.obtain` as an inline run, so it takes the run's lock itself:
+it, and calls the same `kdlib.execute.planning.obtain` as an inline run, so it takes the run's lock itself:
 a run that another process is training holds up only its own task.
 
 Where a worker trains. When the driver's run cache is on storage the worker reaches (the same
@@ -16,7 +16,7 @@ temporary cache seeded with its teachers' files and sends the finished run's fil
 driver checks (kdlib.cache.verify_run) and imports; a worker that dies there loses its run.
 
 Ray is optional (`pip install "kdlib[ray]"`); this module imports it only when a sweep uses it.
-A run that raises does not stop the others (kdlib.runs: RunsFailedError).
+A run that raises does not stop the others (kdlib.execute: RunsFailedError).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import os
 import re
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +37,7 @@ from kdlib.cache import Run, RunCache
 from kdlib.device import check_device_name, resolve_device
 from kdlib.identity import RunKey
 from kdlib.progress import Progress
-from kdlib.schedule import Outcome, failure, obtain, startable
+from kdlib.execute.planning import Outcome, failure, obtain, startable
 from kdlib.train import TrainOptions
 
 # The Ray GPU share of one run when the cluster has GPUs: five runs per GPU, as the original
@@ -105,20 +105,20 @@ def ray_address(executor: str) -> str | None:
 class RayBackend:
     """A connected Ray instance or cluster, and the device its tasks train on."""
 
-    def __init__(self, ray, gpus: float, device: str):
-        self.ray, self.gpus, self.requested = ray, gpus, device
+    def __init__(self, ray, gpus: float, device: str, progress: bool = True):
+        self.ray, self.gpus, self.requested, self.progress = ray, gpus, device, progress
         # the device the workers train on: what "auto" precision is decided for, once, here (a CPU
         # worker on other hardware must not pick other numerics, and so other run ids)
         self.device = torch.device("cuda" if gpus > 0 else "cpu")
 
     @classmethod
-    def connect(cls, executor: str, device: str, gpus_per_run: float | None) -> "RayBackend":
+    def connect(cls, executor: str, device: str, gpus_per_run: float | None, progress: bool = True) -> "RayBackend":
         check_device_name(device)  # the workers' device: it need not exist on the driver
         ray = _connect(executor)
-        return cls(ray, _gpus_per_run(ray, gpus_per_run, device), device)
+        return cls(ray, _gpus_per_run(ray, gpus_per_run, device), device, progress)
 
-    def execute(self, order: list[RunKey], cached: Mapping[RunKey, Run], dataset: kdata.Dataset, cache: RunCache,
-                progress: bool) -> Outcome:
+    def execute(self, order: Sequence[RunKey], cached: Mapping[RunKey, Run], dataset: kdata.Dataset,
+                cache: RunCache) -> Outcome:
         """Train the plan's missing runs on Ray, each as soon as its teachers have finished; returns
         what finished and what failed."""
         ray = self.ray
@@ -131,7 +131,7 @@ class RayBackend:
         out, done = Outcome(), dict(cached)
         todo = [k for k in order if k not in done]
         pending = {}  # ObjectRef -> key
-        bar = Progress(len(todo), f"runs on Ray ({self.gpus:g} GPU each)", unit="run", enabled=progress)
+        bar = Progress(len(todo), f"runs on Ray ({self.gpus:g} GPU each)", unit="run", enabled=self.progress)
         try:
             while todo or pending:
                 for key in startable(todo, done, out.failures, bar):
@@ -176,7 +176,7 @@ def _connect(executor: str):
     else:
         address = None if executor == "ray" else ray_address(executor)  # None: RAY_ADDRESS
         # A cluster runs this very kdlib (the run ids depend on its code): ship the package along.
-        ray.init(address=address, runtime_env={"py_modules": [str(Path(__file__).parent)]}, **quiet)
+        ray.init(address=address, runtime_env={"py_modules": [str(Path(__file__).parents[1])]}, **quiet)
     return ray
 
 

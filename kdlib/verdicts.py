@@ -1,0 +1,71 @@
+"""`python -m kdlib.claims` / `kdlib-claims`: the study's verdicts on the runs cached for a scale.
+
+    python -m kdlib.claims --scale reduced [--data SRC] [--device auto] [--seed-base N] [--json PATH]
+
+Nothing trains: every run the claims read (kdlib.study) must be in the run cache (`make report` puts
+them there); a missing one is listed and the exit status is 1. Bad arguments exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from kdlib import study
+from kdlib.claims import HOLDS
+from kdlib.execute import MissingRunsError
+from kdlib.experiments import open_experiment
+from kdlib.parameters import Parameters
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m kdlib.claims",
+                                description="The verdicts of the paper's claims (and of the questions beyond it) on "
+                                            "the runs cached for a scale (nothing is trained).")
+    Parameters.add_arguments(p, ("scale", "data", "device", "seed_base"))
+    p.add_argument("--json", type=Path, help="also write the verdicts here as JSON")
+    return p
+
+
+def show(verdicts) -> None:
+    """Each verdict, its parts and why, as the command prints them."""
+    for v in verdicts:
+        print(f"[{v.verdict}] {v.experiment}: {v.claim}" + (f" (speaks of {v.scope})" if v.scope else ""))
+        for p in v.parts:
+            print(f"    {p.verdict:>13}: {p.name}: {p.text()}; boundary {p.boundary:g}, claimed {p.claimed}; "
+                  f"{p.noise_text}")
+        if v.why:
+            print(f"    why: {v.why}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    params = Parameters.from_arguments(args)
+    try:
+        exp = open_experiment(params, train=False)
+        runs = study.collect(exp)
+        verdicts, questions = study.paper_claims(runs), study.questions(runs)
+    except (ValueError, FileNotFoundError) as e:
+        parser().error(str(e))
+    except MissingRunsError as e:
+        print(f"kdlib.claims: {e}", file=sys.stderr)
+        return 1
+    show(verdicts)
+    print("\nBeyond the paper (protocol §9: questions the study left open; our verdicts, not the paper's):")
+    show(questions)
+    held = [sum(v.verdict == HOLDS for v in vs) for vs in (verdicts, questions)]
+    print(f"\n{held[0]} of {len(verdicts)} claims hold at the {params.scale!r} scale; beyond the paper, "
+          f"{held[1]} of {len(questions)}.")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        record = {"scale": params.scale, "seed_base": params.seed_base, "data": exp.dataset.describe(),
+                  "claims": [v.to_json() for v in verdicts], "beyond": [v.to_json() for v in questions]}
+        args.json.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
