@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # `make report` parameters: the scale (tiny, reduced, paper), the CIFAR-100 source, the device
 # (auto, cpu, cuda), the executor and the draw of seeds. DATA empty (the default): kdlib-report uses
 # kdlib.data.default_source(), the one rule ($KDLIB_DATA if set, else the offline copy
-# ../shared/data/cifar100-jpg.tar.gz if it exists, else torchvision's download), which
+# ../shared/data/cifar100-lossless.npz if it exists, else torchvision's download), which
 # `python -m kdlib.claims` applies too. SEED_BASE: run seeds are 100000 * SEED_BASE + local seed
 # (0: the usual runs; another base, a disjoint draw).
 SCALE ?= reduced
@@ -55,7 +55,7 @@ $(ASSETS): book/vendor-src/package.json book/vendor-src/package-lock.json book/v
 assets: $(ASSETS)
 
 # The whole report: execute every notebook (kdlib-report), then build the book.
-# e.g. make report SCALE=tiny DATA=../shared/data/cifar100-jpg.tar.gz SEED_BASE=1
+# e.g. make report SCALE=tiny DATA=../shared/data/cifar100-lossless.npz SEED_BASE=1
 report: setup assets
 	$(BIN)/kdlib-report --scale "$(SCALE)" --data "$(DATA)" --device "$(DEVICE)" --executor "$(EXECUTOR)" \
 		--seed-base "$(SEED_BASE)"

@@ -326,7 +326,7 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--data", default=None, help="CIFAR-100 source (default: kdlib.data.default_source(), "
-                   "$KDLIB_DATA, else ../shared/data/cifar100-jpg.tar.gz if it exists, else synthetic pixels)")
+                   "$KDLIB_DATA, else ../shared/data/cifar100-lossless.npz if it exists, else synthetic pixels)")
     p.add_argument("--json", default=None, help="write the results to this JSON file")
     p.add_argument("--images", type=int, default=2560, help="training images (class-balanced)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (the median is over them)")

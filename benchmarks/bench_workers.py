@@ -64,7 +64,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=None, help="CIFAR-100 source (default: $KDLIB_DATA, else "
-                   "../shared/data/cifar100-jpg.tar.gz beside the repository, else synthetic pixels)")
+                   "../shared/data/cifar100-lossless.npz beside the repository, else synthetic pixels)")
     p.add_argument("--epochs", type=int, default=10, help="epochs of each teacher (default 10)")
     p.add_argument("--json", default=None, help="write the results to this JSON file")
     args = p.parse_args(argv)

@@ -34,7 +34,7 @@ SYNTHETIC = "synthetic"  # --data synthetic: random pixels of the right size (th
 
 def default_data() -> str:
     """kdlib.data.default_source(), the one rule ($KDLIB_DATA, else the offline copy
-    ../shared/data/cifar100-jpg.tar.gz from the repository root, where `python -m benchmarks...` runs),
+    ../shared/data/cifar100-lossless.npz from the repository root, where `python -m benchmarks...` runs),
     with synthetic pixels in place of its fallback, torchvision's download. The path stays relative:
     no machine paths in reports."""
     source = kdata.default_source()

@@ -1,6 +1,6 @@
 """Probe candidate CPU scales: is a scale in the paper's regime, and what does it cost?
 
-    python -m benchmarks.probe_scales --data ../shared/data/cifar100-jpg.tar.gz [--only NAME ...]
+    python -m benchmarks.probe_scales --data ../shared/data/cifar100-lossless.npz [--only NAME ...]
                                       [--json docs/scale-probes.json]
 
 For each candidate (the number of classes and images per class, epochs, batch size, normalisation)
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.probe_scales", description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=kdata.default_source(),
                         help="CIFAR-100 source (default: kdlib.data.default_source(): $KDLIB_DATA, else "
-                             "../shared/data/cifar100-jpg.tar.gz if it exists, else torchvision)")
+                             "../shared/data/cifar100-lossless.npz if it exists, else torchvision)")
     parser.add_argument("--only", nargs="+", choices=[c.name for c in CANDIDATES], help="probe only these")
     parser.add_argument("--json", type=Path, help="write the rows (and the machine) here")
     parser.add_argument("--doc", type=Path, help="rewrite the table between the probes markers of this Markdown file")

@@ -1,10 +1,12 @@
 """CIFAR-100 as uint8 tensors, class-balanced subsets and batched augmentation (protocol §1).
 
-Two sources give the same `Dataset`:
-- "torchvision": the official CIFAR-100 pickles, downloaded by torchvision (the users' default);
-- a local copy in class folders, as a directory tree or a .tar.gz (shared/data/README.md):
+Every source gives the same `Dataset`, the images in the same canonical order (kdlib.sources):
+- "torchvision": the official CIFAR-100 archive, downloaded (the users' default);
+- the lossless archive (.npz, shared/data/README.md): CIFAR-100's exact pixels, for machines that
+  cannot download;
+- a copy in class folders, as a directory tree or a .tar.gz:
   ``[top/]train/<fine_label>/<file>.jpg`` and ``[top/]test/<fine_label>/<file>.jpg``.
-Reading a source (decoding, its bounds, the decoded-data cache) is kdlib.sources.
+Reading a source (its formats, bounds, canonical order and fingerprint) is kdlib.sources.
 
 Augmentation works on whole batches of uint8 tensors on any device: every training view is one of
 the 9 x 9 crop offsets x 2 flips of the zero-padded image, so a view is an integer in [0, 162).
@@ -28,9 +30,9 @@ PAD = 4  # zero padding on each side before the random 32x32 crop (protocol §1)
 NUM_OFFSETS = 2 * PAD + 1  # 9 crop positions per axis
 NUM_VIEWS = NUM_OFFSETS * NUM_OFFSETS * 2  # 162 = 9 x 9 offsets x 2 flips (protocol §1)
 
-# The project's offline copy of CIFAR-100, relative to the repository root: the repository's parent
-# folder holds shared/ (shared/data/README.md).
-OFFLINE_COPY = "../shared/data/cifar100-jpg.tar.gz"
+# The project's offline copy of CIFAR-100 (its exact pixels), relative to the repository root: the
+# repository's parent folder holds shared/ (shared/data/README.md).
+OFFLINE_COPY = "../shared/data/cifar100-lossless.npz"
 
 
 def default_source() -> str:
@@ -53,8 +55,9 @@ def default_source() -> str:
 class DataSpec:
     """Which images a run uses. The loaded `Dataset.cache_key()`, not this object, identifies them."""
 
-    # "torchvision" (downloads into kdlib_home()/"torchvision"), or a path to a class-folder tree
-    # or a .tar.gz of one (layout in shared/data/README.md); a relative path is taken from the cwd.
+    # "torchvision" (downloads into kdlib_home()/"torchvision"), or a path to the lossless archive
+    # (.npz), a class-folder tree or a .tar.gz of one (shared/data/README.md); a relative path is
+    # taken from the cwd.
     source: str = "torchvision"
     # images per class kept from the training set (class-balanced); None = all (500 for CIFAR-100)
     train_per_class: int | None = None
@@ -91,7 +94,7 @@ class Dataset:
     train: Split
     test: Split
     classes: tuple[str, ...]  # the fine label names kept; label i is classes[i] (alphabetical)
-    fingerprint: str  # sha256 hex of the source content (see load())
+    fingerprint: str  # sha256 hex of the data's pixels, labels and classes (kdlib.sources.fingerprint)
     spec: DataSpec
 
     @property
@@ -100,7 +103,8 @@ class Dataset:
         return len(self.classes)
 
     def cache_key(self) -> dict:
-        """What identifies the data of a run: the source's content hash and the subset."""
+        """What identifies the data of a run: its fingerprint (the same for every source of the same
+        pixels) and the subset."""
         key = {"fingerprint": self.fingerprint, "train_per_class": self.spec.train_per_class,
                "test_per_class": self.spec.test_per_class, "subset_seed": self.spec.subset_seed}
         if self.spec.num_classes is not None:
@@ -117,7 +121,8 @@ class Dataset:
         classes = "" if self.spec.num_classes is None else \
             f", the first {self.num_classes} classes ({self.classes[0]} to {self.classes[-1]})"
         source = self.spec.source if self.spec.source == "torchvision" else Path(self.spec.source).name
-        return (f"CIFAR-100 from {source} (sha256 {self.fingerprint[:12]}): "
+        exact = "its exact pixels" if self.fingerprint == sources.EXACT else "not its exact pixels"
+        return (f"CIFAR-100 from {source} ({exact}, fingerprint {self.fingerprint[:12]}): "
                 f"{count(self.train, self.spec.train_per_class)} train / "
                 f"{count(self.test, self.spec.test_per_class)} test images{classes}{subset}")
 
@@ -126,11 +131,8 @@ class Dataset:
 # Loading
 
 def load(spec: DataSpec) -> Dataset:
-    """Load the images `spec` names; train/test sorted by (class, file name) for a local copy.
-
-    fingerprint = sha256 of the archive bytes (.tar.gz), of the sorted relative paths and bytes of
-    every file (folder tree), or of the decoded arrays and labels (torchvision).
-    """
+    """Load the images `spec` names, each split in the canonical order (by label, then file name),
+    with the data's fingerprint (kdlib.sources.read)."""
     arrays, classes, fingerprint = sources.read(spec.source)
     train_x, train_y, test_x, test_y = (torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
     k = spec.num_classes or len(classes)

@@ -11,9 +11,9 @@
 #                           evaluation, sync/dtype checks, get_run end to end, concurrent runs,
 #                           torch.compile; extrapolated to a 300-epoch distillation and the paper scale
 #   summary.md  all of the above in one page
-# Data: --data, else kdlib.data.default_source() ($KDLIB_DATA, else ../shared/data/cifar100-jpg.tar.gz
+# Data: --data, else kdlib.data.default_source() ($KDLIB_DATA, else ../shared/data/cifar100-lossless.npz
 # if it exists, from the repository root) when it names a local copy, else the first of shared/data/ and
-# .kdlib/ cifar100-jpg.tar.gz that exists (copies a GPU machine may have); without any, synthetic
+# .kdlib/ cifar100-lossless.npz that exists (copies a GPU machine may have); without any, synthetic
 # pixels in place of torchvision's download (same cost; summary says so).
 # Python: $PYTHON, else .venv/bin/python, else python3; it needs torch, torchvision, numpy, tqdm.
 # Every step runs even if an earlier one failed; the exit status is 1 if any failed.
@@ -52,7 +52,7 @@ if [ -z "$DATA" ]; then
   if [ "$DATA" = torchvision ]; then DATA=""; fi
 fi
 if [ -z "$DATA" ]; then
-  for candidate in shared/data/cifar100-jpg.tar.gz .kdlib/cifar100-jpg.tar.gz; do
+  for candidate in shared/data/cifar100-lossless.npz .kdlib/cifar100-lossless.npz; do
     if [ -f "$candidate" ]; then DATA="$candidate"; break; fi
   done
 fi

@@ -53,7 +53,7 @@ def interrupted_at_step(monkeypatch):
 
 @pytest.fixture(scope="session")
 def cifar_real_source() -> str:
-    """Path of the offline CIFAR-100 JPEG archive ($KDLIB_TEST_DATA, else kdlib.data.OFFLINE_COPY, the
+    """Path of the offline CIFAR-100 copy, its exact pixels ($KDLIB_TEST_DATA, else kdlib.data.OFFLINE_COPY, the
     offline copy of kdlib.data.default_source(), taken from the repository root whatever the cwd);
     skips if absent. $KDLIB_DATA is not read: the tests never depend on the user's data setting."""
     default = (Path(__file__).resolve().parents[1] / kdata.OFFLINE_COPY).resolve()

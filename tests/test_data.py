@@ -1,6 +1,7 @@
 """Tests for kdlib.data: augmentation against a plain reference, subsets, loading, the real data."""
 
 import io
+import pickle
 import tarfile
 
 import numpy as np
@@ -13,7 +14,7 @@ from kdlib import data as kdata
 from kdlib import sources as ksources
 from kdlib.data import NUM_CLASSES, NUM_VIEWS, PAD, DataSpec
 
-REAL_SHA256 = "a7ec3668b61824f0919c9fcb2da3d80038c917d15c3506edc2c0a9494919a733"
+REAL_FINGERPRINT = ksources.EXACT  # CIFAR-100's exact pixels and labels, in the canonical order
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,7 +217,7 @@ def test_load_tree_and_archive(tmp_path, home):
     archive = kdata.load(DataSpec(source=write_tar(tmp_path / "synth.tar.gz", top)))
     check_synthetic(archive)
     assert torch.equal(archive.train.x, tree.train.x)  # same decoded pixels either way
-    assert archive.fingerprint != tree.fingerprint and len(archive.fingerprint) == 64
+    assert archive.fingerprint == tree.fingerprint and len(archive.fingerprint) == 64  # so the same data id
     assert archive.cache_key() == {"fingerprint": archive.fingerprint, "train_per_class": None,
                                    "test_per_class": None, "subset_seed": 0}
     assert archive.fingerprint[:12] in archive.describe() and "200 train" in archive.describe()
@@ -255,8 +256,7 @@ def test_second_load_reads_the_cache(tmp_path, home, monkeypatch):
     sources = [str(write_tree(tmp_path / "tree", files)),
                str(write_tar(tmp_path / "a.tar.gz", files))]
     first = [kdata.load(DataSpec(source=s)) for s in sources]
-    for ds in first:
-        assert (home / "data" / ds.fingerprint / "arrays-v1.npz").exists()
+    assert len(list((home / "data").rglob("arrays-v2.npz"))) == 2  # one decoded cache per source
     assert not list(home.rglob("*.tmp"))  # no stray half-written files
 
     def no_decoding(*args, **kwargs):
@@ -366,39 +366,110 @@ def test_torchvision_download_failure_is_explained(home, monkeypatch):
 
     def offline(*args, **kwargs):
         raise OSError("no network")
-    monkeypatch.setattr(torchvision.datasets, "CIFAR100", offline)
+    monkeypatch.setattr(torchvision.datasets.utils, "download_and_extract_archive", offline)
     with pytest.raises(RuntimeError, match="KDLIB_DATA"):
         kdata.load(DataSpec())
 
 
-def test_torchvision_source_layout(home, monkeypatch):
+def official_format(folder, per_class=(3, 2), seed=0):
+    """A small archive in the official python format (train, test, meta: pickled dicts, written at
+    protocol 2 as the originals), its images shuffled out of the canonical order. Returns, per split,
+    the images (N, 3, 32, 32), labels and file names in the canonical order, for comparison."""
+    folder.mkdir(parents=True)
+    g = np.random.default_rng(seed)
+    canonical = {}
+    for split, n in zip(("train", "test"), per_class):
+        y = np.repeat(np.arange(NUM_CLASSES), n)
+        names = [f"{ksources.CLASSES[c]}_s_{g.integers(10**6):06d}.png" for c in y]
+        x = g.integers(0, 256, (len(y), 3, 32, 32), dtype=np.uint8)
+        order = sorted(range(len(y)), key=lambda i: (y[i], names[i]))
+        canonical[split] = (x[order], y[order], [names[i] for i in order])
+        shuffled = g.permutation(len(y))
+        record = {"filenames": [names[i] for i in shuffled], "batch_label": f"{split} batch",
+                  "fine_labels": y[shuffled].tolist(), "coarse_labels": [0] * len(y),
+                  "data": x[shuffled].reshape(len(y), -1)}
+        (folder / split).write_bytes(pickle.dumps(record, protocol=2))
+    (folder / "meta").write_bytes(pickle.dumps({"fine_label_names": list(ksources.CLASSES),
+                                                "coarse_label_names": ["x"] * 20}, protocol=2))
+    return canonical
+
+
+def lossless_archive(path, canonical, shuffle_seed=None):
+    """The same images as a lossless archive (.npz, NHWC), optionally out of order."""
+    arrays = {}
+    for split, (x, y, names) in canonical.items():
+        order = np.arange(len(y)) if shuffle_seed is None else np.random.default_rng(shuffle_seed).permutation(len(y))
+        arrays.update({f"{split}_x": x[order].transpose(0, 2, 3, 1), f"{split}_y": y[order].astype(np.uint8),
+                       f"{split}_names": np.array(names)[order]})
+    np.savez_compressed(path, **arrays)
+    return str(path)
+
+
+def test_every_source_gives_the_canonical_order_and_one_data_id(home, monkeypatch):
+    """torchvision's download (the official pickles, in their own order) and the lossless archive hold
+    the same images: both load in the canonical (label, file name) order, with one fingerprint, so a
+    subset holds the same images and the runs the same ids whichever source a build used."""
     import torchvision
 
-    class FakeCIFAR100:  # the attributes kdlib reads: .data (N, 32, 32, 3) uint8, .targets, .classes
-        def __init__(self, root, train, download):
-            n = 200 if train else 100
-            g = np.random.default_rng(int(train))
-            self.data = g.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-            self.targets = list(range(NUM_CLASSES)) * (n // NUM_CLASSES)
-            self.classes = class_names()
-    monkeypatch.setattr(torchvision.datasets, "CIFAR100", FakeCIFAR100)
-    ds = kdata.load(DataSpec())
-    fake = FakeCIFAR100(None, True, True)
-    assert torch.equal(ds.train.x, torch.from_numpy(fake.data).permute(0, 3, 1, 2))  # NHWC -> NCHW
-    assert ds.train.y.dtype == torch.int64 and ds.train.y.tolist() == fake.targets
-    assert ds.test.x.shape == (100, 3, 32, 32) and ds.train.x.is_contiguous()
-    assert ds.classes == tuple(class_names()) and len(ds.fingerprint) == 64
-    sub = kdata.load(DataSpec(train_per_class=1))
-    assert sub.fingerprint == ds.fingerprint  # the content hash, not the subset
-    assert torch.equal(torch.bincount(sub.train.y), torch.ones(NUM_CLASSES, dtype=torch.long))
+    canonical = official_format(home / "torchvision" / "cifar-100-python")
+    monkeypatch.setattr(torchvision.datasets.utils, "check_integrity", lambda path, md5=None: True)
+    official = kdata.load(DataSpec())
+    for split in ("train", "test"):
+        x, y, _ = canonical[split]
+        assert torch.equal(getattr(official, split).x, torch.from_numpy(x))
+        assert torch.equal(getattr(official, split).y, torch.from_numpy(y).long())
+    assert official.classes == ksources.CLASSES
+    npz = kdata.load(DataSpec(source=lossless_archive(home / "cifar.npz", canonical, shuffle_seed=1)))
+    assert npz.fingerprint == official.fingerprint and torch.equal(npz.train.x, official.train.x)
+    a = kdata.load(DataSpec(train_per_class=2, test_per_class=1, subset_seed=4))
+    b = kdata.load(DataSpec(source=str(home / "cifar.npz"), train_per_class=2, test_per_class=1, subset_seed=4))
+    assert a.cache_key() == b.cache_key() and torch.equal(a.train.x, b.train.x) and torch.equal(a.test.y, b.test.y)
+
+
+def test_the_official_pickles_are_read_without_running_their_code(home, monkeypatch):
+    """A pickle that names anything but numpy's array reconstruction is refused, naming the global."""
+    import torchvision
+
+    folder = home / "torchvision" / "cifar-100-python"
+    official_format(folder, per_class=(1, 1))
+
+    class Evil:
+        def __reduce__(self):
+            import os
+            return (os.system, ("echo pwned > " + str(home / "pwned"),))
+    (folder / "test").write_bytes(pickle.dumps({"data": Evil(), "fine_labels": [], "filenames": []}, protocol=2))
+    monkeypatch.setattr(torchvision.datasets.utils, "check_integrity", lambda path, md5=None: True)
+    with pytest.raises(pickle.UnpicklingError, match=r"asks for posix.system, which is not allowed"):
+        kdata.load(DataSpec())
+    assert not (home / "pwned").exists()
+
+
+def test_a_lossless_archive_is_checked(tmp_path, home):
+    canonical = official_format(tmp_path / "official", per_class=(1, 1))
+    good = lossless_archive(tmp_path / "good.npz", canonical)
+    assert len(kdata.load(DataSpec(source=good)).train) == NUM_CLASSES
+    arrays = dict(np.load(good))
+    np.savez(tmp_path / "missing.npz", **{k: v for k, v in arrays.items() if k != "test_names"})
+    with pytest.raises(ValueError, match=r"lacks \['test_names'\]"):
+        kdata.load(DataSpec(source=str(tmp_path / "missing.npz")))
+    np.savez(tmp_path / "objects.npz", **{**arrays, "train_names": np.array([object()] * NUM_CLASSES)})
+    with pytest.raises(ValueError, match="not a readable lossless CIFAR-100 archive"):  # allow_pickle=False
+        kdata.load(DataSpec(source=str(tmp_path / "objects.npz")))
+    np.savez(tmp_path / "float.npz", **{**arrays, "train_x": arrays["train_x"].astype(np.float32)})
+    with pytest.raises(ValueError, match=r"train_x is float32"):
+        kdata.load(DataSpec(source=str(tmp_path / "float.npz")))
+    np.savez(tmp_path / "labels.npz", **{**arrays, "test_y": arrays["test_y"] + 100})
+    with pytest.raises(ValueError, match=r"test_y must hold label ids in 0..99"):
+        kdata.load(DataSpec(source=str(tmp_path / "labels.npz")))
 
 
 # ---------------------------------------------------------------------------------------------
 # The real offline CIFAR-100 copy (skipped when absent)
 
 def test_real_cifar100(cifar_real, cifar_real_source):
+    """The lossless copy: CIFAR-100's exact pixels (shared/data/README.md's checks)."""
     ds = cifar_real
-    assert ds.fingerprint == REAL_SHA256
+    assert ds.fingerprint == REAL_FINGERPRINT and "its exact pixels" in ds.describe()
     assert len(ds.train) == 50_000 and len(ds.test) == 10_000
     assert ds.train.x.shape == (50_000, 3, 32, 32) and ds.train.x.dtype == torch.uint8
     assert len(ds.classes) == 100 and ds.classes[0] == "apple" and ds.classes[99] == "worm"
@@ -406,11 +477,12 @@ def test_real_cifar100(cifar_real, cifar_real_source):
     assert torch.equal(torch.bincount(ds.train.y), torch.full((100,), 500))
     assert torch.equal(torch.bincount(ds.test.y), torch.full((100,), 100))
     assert torch.equal(ds.train.y, labels(500))  # sorted by class
-    means = ds.train.x.float().mean((0, 2, 3)) / 255  # README: 0.5067 / 0.4864 / 0.4410
-    torch.testing.assert_close(means, torch.tensor([0.5067, 0.4864, 0.4410]), atol=5e-4, rtol=0)
+    for split, expected in ((ds.train, [0.5071, 0.4865, 0.4409]), (ds.test, [0.5088, 0.4874, 0.4419])):
+        means = split.x.float().mean((0, 2, 3)) / 255  # shared/data/README.md: the canonical values
+        torch.testing.assert_close(means, torch.tensor(expected), atol=1e-4, rtol=0)
 
     sub = kdata.load(DataSpec(source=cifar_real_source, train_per_class=10, test_per_class=5))
-    assert len(sub.train) == 1000 and len(sub.test) == 500 and sub.fingerprint == REAL_SHA256
+    assert len(sub.train) == 1000 and len(sub.test) == 500 and sub.fingerprint == REAL_FINGERPRINT
     assert torch.equal(torch.bincount(sub.train.y), torch.full((100,), 10))
 
 
@@ -419,7 +491,7 @@ def test_real_cifar100(cifar_real, cifar_real_source):
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    """A project layout: tmp/repo is the cwd, tmp/shared/data/cifar100-jpg.tar.gz a small fake file."""
+    """A project layout: tmp/repo is the cwd, tmp/shared/data/cifar100-lossless.npz a small fake file."""
     monkeypatch.delenv("KDLIB_DATA", raising=False)
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -429,15 +501,15 @@ def project(tmp_path, monkeypatch):
 
 def test_default_source_is_the_offline_copy_beside_the_repository(project):
     assert kdata.default_source() == "torchvision"  # no offline copy yet
-    copy = project / "shared" / "data" / "cifar100-jpg.tar.gz"
+    copy = project / "shared" / "data" / "cifar100-lossless.npz"
     copy.parent.mkdir(parents=True)
     copy.write_bytes(b"not really an archive")
     # relative, as given: no machine paths in messages or records
-    assert kdata.default_source() == kdata.OFFLINE_COPY == "../shared/data/cifar100-jpg.tar.gz"
+    assert kdata.default_source() == kdata.OFFLINE_COPY == "../shared/data/cifar100-lossless.npz"
 
 
 def test_kdlib_data_wins_over_the_offline_copy(project, monkeypatch):
-    copy = project / "shared" / "data" / "cifar100-jpg.tar.gz"
+    copy = project / "shared" / "data" / "cifar100-lossless.npz"
     copy.parent.mkdir(parents=True)
     copy.write_bytes(b"fake")
     monkeypatch.setenv("KDLIB_DATA", "/somewhere/cifar")
@@ -458,9 +530,9 @@ def test_open_experiment_finds_the_offline_copy(project):
     from kdlib import experiments as ex
     from kdlib.parameters import Parameters
 
-    copy = project / "shared" / "data" / "cifar100-jpg.tar.gz"
+    copy = project / "shared" / "data" / "cifar100-lossless.npz"
     copy.parent.mkdir(parents=True)
     copy.write_bytes(b"not an archive")
-    with pytest.raises(Exception, match="cifar100-jpg.tar.gz") as info:
+    with pytest.raises(Exception, match="cifar100-lossless.npz") as info:
         ex.open_experiment(Parameters("tiny", "", "cpu"))
     assert not isinstance(info.value, FileNotFoundError)  # it was found, and read

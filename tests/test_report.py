@@ -151,11 +151,11 @@ def test_data_empty_means_default_source(monkeypatch, tmp_path):
     """--data "" (what `make report` passes by default) is kdlib.data.default_source(), made absolute."""
     monkeypatch.delenv("KDLIB_DATA", raising=False)
     (tmp_path / "shared" / "data").mkdir(parents=True)
-    (tmp_path / "shared" / "data" / "cifar100-jpg.tar.gz").write_bytes(b"fake")
+    (tmp_path / "shared" / "data" / "cifar100-lossless.npz").write_bytes(b"fake")
     (tmp_path / "repo").mkdir()
     monkeypatch.chdir(tmp_path / "repo")
     assert report.parser().parse_args(["--data", ""]).data == ""
-    assert report.Parameters().resolved()["data"] == str(tmp_path / "shared" / "data" / "cifar100-jpg.tar.gz")
+    assert report.Parameters().resolved()["data"] == str(tmp_path / "shared" / "data" / "cifar100-lossless.npz")
 
 
 def test_help_names_scales_devices_and_executors(capsys):

@@ -66,7 +66,7 @@ Markdown(f"""
 # reduced scale (its time is in the tables below); `make report SCALE=paper` runs the full protocol
 # (a GPU job), and `make report DATA=path/to/cifar100` names the copy of CIFAR-100 to use (by default
 # `kdlib.data.default_source()`: `$KDLIB_DATA`, else the offline copy
-# `../shared/data/cifar100-jpg.tar.gz` if there is one, else torchvision's download).
+# `../shared/data/cifar100-lossless.npz` if there is one, else torchvision's download).
 # `make report SEED_BASE=1` repeats every experiment on another draw of seeds, disjoint from the
 # usual one. With kdlib installed elsewhere, `kdlib-report --out DIR` takes the same options.
 # `python -m kdlib.claims --scale reduced` prints the summary chapter's verdicts from the run cache,
