@@ -15,7 +15,7 @@ import torch
 
 from kdlib import data as kdata
 from kdlib import evaluate as ev
-from kdlib import metrics
+from kdlib import landscape, metrics, plans
 from kdlib.cache import Run
 from kdlib.config import StudentSpec
 from kdlib.data import Dataset
@@ -25,7 +25,7 @@ from kdlib.losses import ensemble_logits
 from kdlib.parameters import Parameters
 from kdlib.plans import OnClasses, flatten
 from kdlib.scales import Scale
-from kdlib.train import initial_model
+from kdlib.train import TrainSet, initial_model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,6 +66,19 @@ def agreement_partition(teacher: Run, other_teacher: Run, student: Run) -> dict[
     return out
 
 
+def disagreement_groups(teacher_pred: torch.Tensor, other_pred: torch.Tensor, student_pred: torch.Tensor
+                        ) -> dict[str, tuple[torch.Tensor, str]]:
+    """B6's three groups of test images, from the top-1 predictions (N,) of a student's teacher, an
+    independent teacher and the student: name -> (a boolean mask, what the group means). Images on
+    which both teachers and the student agree are in none."""
+    t, o, s = teacher_pred, other_pred, student_pred
+    return {"agreed by independent teachers": ((t == o) & (s != t),
+                                               "the two teachers agree, yet the student departs from its teacher"),
+            "agreed only after distillation": ((t != o) & (s == t),
+                                               "the teachers disagree, and the student takes its own teacher's answer"),
+            "still disagreeing": ((t != o) & (s != t), "the teachers disagree, and the student does not follow its own")}
+
+
 def agreement_decomposition(teacher_pair_agreement: float, student_agreement: float) -> dict[str, float]:
     """E1: the study's decomposition of the test set, as differences of rates (fractions), not as
     groups of images: what two independent teachers agree on, what a distilled student agrees on
@@ -84,6 +97,34 @@ def untrained_cka(teacher: Run, dataset, device="cpu") -> list[float]:
                                           norm=teacher.spec.norm), dataset.num_classes).to(dev)
     subset = dataset.test.x[ev.cka_indices(len(dataset.test))]
     return ev.cka_by_stage(teacher.load_model(dev), untrained, subset, dev)
+
+
+def initialisation_lines(experiment: "Experiment") -> list[dict]:
+    """E3 seen as a landscape: for each model and each λ below 1, test loss and agreement along the
+    straight line from the λ's first student (t = 0) to the teacher it was interpolated towards (t = 1),
+    at the scale's points, on its number of test images (`Scale.landscape`), BatchNorm statistics (if
+    any) re-estimated at each point on the training images (kdlib.landscape). Cached by the runs'
+    weights, the data and the points."""
+    points, images = experiment.scale.landscape()
+    dev = resolve_device(experiment.device)
+    test = landscape.every_kth(len(experiment.dataset.test), images)
+    x, y = experiment.dataset.test.x[test], experiment.dataset.test.y[test]
+    train = TrainSet(experiment.dataset.train, dev)
+    out = []
+    for norm, part in experiment.run(plans.initialisation_plan(experiment.scale)).items():
+        teacher = part["teacher"]
+        for lam, students in sorted(part["students"].items()):
+            if lam >= 1:
+                continue
+            student = students[0]
+            key = {"a": student.weights_sha256, "b": teacher.weights_sha256, "data": experiment.dataset.cache_key(),
+                   "test": [int(test[0]), int(test[-1]), len(test)], "points": [float(t) for t in points],
+                   "bn_views": landscape.BN_SEED}
+            curve = landscape.cached_line(key, lambda s=student: landscape.line(
+                s.load_model(dev), teacher.load_model(dev), x, y, train, points, dev))
+            out.append({"norm": norm, "lambda": lam, "student": student.id, "seed": student.spec.seed,
+                        "curve": curve, "barrier": landscape.barrier(curve)})
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

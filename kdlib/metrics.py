@@ -151,6 +151,27 @@ def _cka_gram(xc: torch.Tensor, yc: torch.Tensor) -> torch.Tensor:
     return (k * l).sum() / (torch.linalg.norm(k) * torch.linalg.norm(l))
 
 
+def centred_gram(x: torch.Tensor) -> torch.Tensor:
+    """(n, n) float64: the Gram matrix of n examples (x (n, ...) flattened per example) with every
+    feature centred, H K H of Kornblith et al. (2019). `cka_of_grams` of two of them is `linear_cka`:
+    one Gram per network serves every pair it is part of."""
+    if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] < 2:
+        raise ValueError(f"x must be a tensor of shape (n, ...) with n >= 2, got {getattr(x, 'shape', x)}")
+    xc = x.reshape(x.shape[0], -1).double()
+    xc = xc - xc.mean(dim=0)
+    if not bool(xc.abs().max() > 0):
+        raise ValueError("x is constant across examples; CKA is undefined")
+    return xc @ xc.T
+
+
+def cka_of_grams(k: torch.Tensor, l: torch.Tensor) -> float:
+    """Linear CKA from two centred Gram matrices of the same examples (`centred_gram`)."""
+    if k.shape != l.shape or k.dim() != 2 or k.shape[0] != k.shape[1]:
+        raise ValueError(f"k and l must be Gram matrices of the same n examples, got {tuple(k.shape)} and "
+                         f"{tuple(l.shape)}")
+    return ((k * l).sum() / (torch.linalg.norm(k) * torch.linalg.norm(l))).item()
+
+
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     """Linear CKA between two representations of the same n examples (protocol §5).
 

@@ -63,3 +63,27 @@ ORIGINAL_CODE = {
     # The logged test NLL indexed a B x B matrix; a true NLL of a trained teacher is ~1.3-1.8.
     "logged_nll": "~20",
 }
+
+
+def published(claim_id: str) -> str:
+    """What the paper and the study published on the quantity a claim (kdlib.claims, by its id) is
+    about, in words, from PAPER and STUDY ("" when neither reported it)."""
+    e1, e2, e5, e6 = STUDY["e1"], STUDY["e2"], STUDY["e5"], STUDY["e6"]
+    said = {
+        "e1-accuracy": f"paper: student {PAPER['e1']['student_test_acc']} % vs teacher {PAPER['e1']['teacher_test_acc']} %; "
+                       f"study: {e1['student_test_acc']} % vs {e1['teacher_test_acc']} %",
+        "e1-fidelity": f"study: agreement {e1['test_agreement']} % with the teacher, {STUDY['e0']['pair_agreement']} % "
+                       "between teachers",
+        "e0-baselines": f"study: {e1['test_agreement']} % with the own teacher vs {STUDY['e0']['pair_agreement']} % "
+                        "between teachers (the paper's baseline not reported)",
+        "e2-ensembles": f"study: agreement {e2[1][2]} % at m = 1, {e2[3][2]} % at m = 3, {e2[5][2]} % at m = 5",
+        "e3-transition": "paper (LayerNorm, train agreement): " + ", ".join(
+            f"{v} % at λ = {k:g}" for k, v in PAPER["e3_train_agreement"].items()),
+        "e4-cka": f"paper: stage-1 CKA {PAPER['e4']['teacher_init']['cka'][0]} (teacher init) vs "
+                  f"{PAPER['e4']['random']['cka'][0]} (random); agreement {PAPER['e4']['teacher_init']['test_agreement']} "
+                  f"vs {PAPER['e4']['random']['test_agreement']} %",
+        "e5-temperature": f"study: agreement {e5[(1.0, False)][1]} % at τ = 1, {e5[(4.0, False)][1]} % at τ = 4; KL "
+                          f"{e5[(4.0, False)][2]} without MixUp, {e5[(4.0, True)][2]} with",
+        "e6-optimiser": f"study: agreement {e6['sgd']} % (SGD), {e6['sgd_long']} % (twice as long), {e6['adam']} % (Adam)",
+    }
+    return said.get(claim_id, "")

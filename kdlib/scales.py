@@ -13,7 +13,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from kdlib.checks import check_seed_base
+import numpy as np
+
+from kdlib.checks import check_int, check_seed_base
 from kdlib.config import Recipe
 from kdlib.data import DataSpec
 
@@ -56,6 +58,13 @@ class Scale:
     # students' teacher logits (kdlib.logit_cache.use_logit_cache): "shared" where the students of
     # each teacher set together train long enough for one stored cache to pay
     logit_cache: str = "auto"
+    # The paper scale's chapters (protocol §10): the authors' networks are evaluated on this many test
+    # images per class (None: all 100, the set their logs were measured on); the straight lines between
+    # networks have `landscape_points` points, each evaluated on `landscape_images` test images (and
+    # its BatchNorm statistics re-estimated on as many training images). Smaller at the tiny scale only.
+    authors_test_per_class: int | None = None
+    landscape_points: int = 7
+    landscape_images: int = 1000
     # which draw of seeds the plans use: run seeds are SEED_STRIDE * seed_base + local seed
     # (kdlib.plans.run_seed); 0 = the report's usual seeds
     seed_base: int = 0
@@ -66,12 +75,19 @@ class Scale:
         if any(not (isinstance(k, int) and 2 <= k < own) for k in self.class_counts):
             raise ValueError(f"class_counts must be ints in [2, {own}) (fewer than the scale's own {own} classes), "
                              f"got {self.class_counts}")
+        check_int("authors_test_per_class", self.authors_test_per_class, 1, 100, allow_none=True)
+        check_int("landscape_points", self.landscape_points, 2)
+        check_int("landscape_images", self.landscape_images, 2)
         if any(not 0 < a <= 1 for a in self.alphas):
             raise ValueError(f"alphas must lie in (0, 1] (alpha 0 is E1's students), got {self.alphas}")
 
     def data_spec(self, source: str = "torchvision") -> DataSpec:
         return DataSpec(source=source, train_per_class=self.train_per_class, test_per_class=self.test_per_class,
                         num_classes=self.num_classes)
+
+    def landscape(self) -> tuple[tuple[float, ...], int]:
+        """The points t of a straight line between two networks, and its images (kdlib.landscape)."""
+        return tuple(float(t) for t in np.linspace(0.0, 1.0, self.landscape_points)), self.landscape_images
 
     def grid_seeds(self) -> int:
         """Students at a grid point that is shown but not judged (B1, B3)."""
@@ -116,6 +132,7 @@ SCALES = {
         student=Recipe(epochs=2, batch_size=50, lr=0.05, lr_min=1e-6, eval_every=1),
         n_teachers=2, self_distill_students=2, seeds=1, lambda_seeds=1, ensemble_sizes=(1, 2),
         lambdas=(0.0, 1.0), taus=(1.0, 4.0), alphas=(0.5,), class_counts=(10,), shown_seeds=1,
+        authors_test_per_class=5, landscape_points=3, landscape_images=200,
     ),
 }
 

@@ -11,7 +11,8 @@ judges them); and, for a chapter that trains students, how to list them with wha
 - `all_specs(scale)`: every run the report trains on the scale's own classes, and `runs_by_chapter`
   (the setup chapter's list of runs);
 - `collect(experiment, chapters)`: the runs of those chapters, each in its plan's shape (`StudyRuns`);
-- `paper_claims`, `questions` and `chapter_verdicts`: the verdicts of the paper's claims, of the
+- `paper_claims`, `paper_scale_claims`, `questions` and `chapter_verdicts`: the verdicts of the
+  paper's claims on our runs and on the original authors' networks (the paper scale), of the
   questions beyond it, and of one chapter;
 - `students(runs)`: every student with its setting, teachers and labels.
 
@@ -26,20 +27,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kdlib import data as kdata
 from kdlib import plans
 from kdlib.claims import beyond, paper
 from kdlib.claims.beyond import ClassRuns, Taught
 from kdlib.claims.verdict import Verdict
 from kdlib.config import StudentSpec
+from kdlib.paper_scale import PaperScale, open_paper_scale
 from kdlib.scales import Scale
 from kdlib.tables import NORM_NAMES
 
 # The parts of the book, in order.
 INTRODUCTION = "Introduction"
 EXPERIMENTS = "Experiments"
+PAPER_SCALE = "Paper scale: the authors' networks"
 BEYOND = "Beyond the paper"
 DISCUSSION = "Discussion"
-PARTS = (INTRODUCTION, EXPERIMENTS, BEYOND, DISCUSSION)
+PARTS = (INTRODUCTION, EXPERIMENTS, PAPER_SCALE, BEYOND, DISCUSSION)
 
 EVERY_CHAPTER = "every chapter"  # what a claim reads when it reads the runs of every chapter that trains
 
@@ -92,6 +96,8 @@ class Chapter:
     part: str                                            # the part of the book it belongs to (PARTS)
     plan: Callable[[Scale], object] | None = None        # the runs it trains (kdlib.plans), None: none
     claims: tuple[Claim, ...] = ()                       # the claims it prints (its own, in order)
+    # networks it reads that no plan trains, from an experiment (the authors' own: kdlib.paper_scale)
+    networks: Callable[[object], object] | None = None
     students: Callable[[StudyRuns], list[Setting]] | None = None  # its students by setting (B4)
 
 
@@ -136,6 +142,22 @@ def _b4_fidelity(r: StudyRuns) -> Verdict:
     return beyond.fidelity_and_generalisation(students(r))
 
 
+def _authors_networks(experiment) -> PaperScale:
+    """The authors' networks on all of CIFAR-100 from the experiment's source (their test set whole,
+    but at the tiny scale, `Scale.authors_test_per_class`), evaluated on the experiment's device (any
+    device here when it only reads cached runs)."""
+    full = kdata.load(kdata.DataSpec(source=experiment.dataset.spec.source,
+                                     test_per_class=experiment.scale.authors_test_per_class))
+    return open_paper_scale(full, experiment.device if experiment.train else "auto")
+
+
+def _paper_e2(r: StudyRuns) -> Verdict:
+    ps = r["P1"]
+    sizes = (1, 2, 3)
+    return paper.ensemble_size({m: ps.students(m) for m in sizes}, ps.teachers(),
+                               own={m: [ps.own(s) for s in ps.students(m)] for m in sizes})
+
+
 # ---------------------------------------------------------------------------------------------
 # The table
 
@@ -168,6 +190,18 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("E6", "e6_optimiser", "Optimiser and training length", EXPERIMENTS, plans.optimiser_specs,
             claims=(Claim("e6-optimiser", ("E0", "E6"), _e6_optimiser),),
             students=lambda r: [(f"E6 {name}", s, r["E0"][:1], r.labels) for name, s in r["E6"].items()]),
+    Chapter("P1", "p1_authors_networks", "The authors' own networks", PAPER_SCALE, networks=_authors_networks,
+            claims=(
+                Claim("p1-e1-accuracy", ("P1",), lambda r: paper.student_accuracy(
+                    r["P1"].own_teachers(1), r["P1"].students(1), r["P1"].labels)),
+                Claim("p1-e1-fidelity", ("P1",), lambda r: paper.far_from_faithful(
+                    r["P1"].own_teachers(1), r["P1"].students(1), r["P1"].teachers())),
+                Claim("p1-e0-baselines", ("P1",), lambda r: paper.beyond_independent(
+                    r["P1"].teachers(), r["P1"].students(1), own=r["P1"].own_teachers(1))),
+                Claim("p1-e2-ensembles", ("P1",), _paper_e2),
+                Claim("p1-b6-where-they-disagree", ("P1",), lambda r: beyond.where_they_disagree(
+                    r["P1"].own_teachers(1), r["P1"].students(1), r["P1"].teachers())))),
+    Chapter("P2", "p2_landscape", "The loss landscape between student and teacher", PAPER_SCALE),
     Chapter("B1", "b1_hard_labels", "Hard labels", BEYOND, plans.alpha_specs,
             claims=(Claim("b1-hard-labels", ("E0", "B1"), lambda r: beyond.hard_labels(r["B1"], r["E0"][0])),),
             students=lambda r: [(f"B1 α = {a:g}", s, r["E0"][:1], r.labels) for a, s in r["B1"].items()]),
@@ -195,6 +229,7 @@ CHAPTERS: tuple[Chapter, ...] = (
 BY_ID = {c.id: c for c in CHAPTERS}
 NOTEBOOKS = tuple(c.notebook for c in CHAPTERS)  # the order kdlib.report executes them in
 TRAINING = tuple(c.id for c in CHAPTERS if c.plan is not None)  # the chapters that have runs of their own
+READABLE = tuple(c.id for c in CHAPTERS if c.plan is not None or c.networks is not None)  # what a claim can read
 
 
 def _check_table() -> None:
@@ -205,7 +240,8 @@ def _check_table() -> None:
     problems += [f"claim id {q.id!r} appears twice" for q in claims if [x.id for x in claims].count(q.id) > 1]
     problems += [f"chapter {c.id} is in an unknown part {c.part!r}" for c in CHAPTERS if c.part not in PARTS]
     problems += [f"claim {q.id} reads chapter {x!r}, which has no runs of its own" for q in claims
-                 if q.reads != EVERY_CHAPTER for x in q.reads if x not in BY_ID or BY_ID[x].plan is None]
+                 if q.reads != EVERY_CHAPTER for x in q.reads
+                 if x not in BY_ID or (BY_ID[x].plan is None and BY_ID[x].networks is None)]
     problems += [f"claim {q.id} is shown in {x!r}, which is no chapter" for q in claims for x in q.also_in
                  if x not in BY_ID]
     if problems:
@@ -262,19 +298,24 @@ def reads(claims: Sequence[Claim]) -> list[str]:
     wanted = set()
     for q in claims:
         wanted |= set(TRAINING) if q.reads == EVERY_CHAPTER else set(q.reads)
-    return [c for c in TRAINING if c in wanted]
+    return [c for c in READABLE if c in wanted]
 
 
 def collect(experiment, chapters: Sequence[str] | None = None) -> StudyRuns:
-    """The runs of `chapters` (default: every chapter that trains) for a kdlib.experiments.Experiment,
-    each in its plan's shape: trained if the experiment trains, else read from the cache."""
+    """The runs of `chapters` (default: every chapter that trains) for a kdlib.experiments.Experiment:
+    a plan's in its shape, trained if the experiment trains, else read from the cache; the authors'
+    networks (P1) evaluated (cached)."""
     chapters = list(TRAINING) if chapters is None else list(chapters)
-    unknown = [c for c in chapters if c not in TRAINING]
+    unknown = [c for c in chapters if c not in READABLE]
     if unknown:
-        raise ValueError(f"chapters must be among {list(TRAINING)} (the chapters with runs), got {unknown}")
+        raise ValueError(f"chapters must be among {list(READABLE)} (the chapters with runs), got {unknown}")
     sc = experiment.scale
+
+    def runs_of(chapter: Chapter):
+        return experiment.run(chapter.plan(sc)) if chapter.plan is not None else chapter.networks(experiment)
+
     return StudyRuns(labels=experiment.dataset.test.y.numpy(),
-                     by_chapter={c: experiment.run(BY_ID[c].plan(sc)) for c in chapters},
+                     by_chapter={c: runs_of(BY_ID[c]) for c in chapters},
                      ensemble_pool=max(sc.ensemble_sizes))
 
 
@@ -287,6 +328,12 @@ def paper_claims(runs: StudyRuns, chapter: str | None = None) -> list[Verdict]:
     """The paper's claims judged on `runs`, in the paper's order: all eight, or those chapter
     `chapter` prints ("E1")."""
     return _judged(EXPERIMENTS, runs, chapter)
+
+
+def paper_scale_claims(runs: StudyRuns, chapter: str | None = None) -> list[Verdict]:
+    """The paper's claims judged on the original authors' networks (the paper scale, protocol §10),
+    those these networks can speak to: `runs` must hold P1's."""
+    return _judged(PAPER_SCALE, runs, chapter)
 
 
 def questions(runs: StudyRuns, chapter: str | None = None) -> list[Verdict]:

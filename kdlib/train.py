@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -156,11 +156,12 @@ def interpolate_state(teacher: dict, random: dict, lam: float) -> dict:
 
 
 @torch.no_grad()
-def refresh_batchnorm(model: nn.Module, data: TrainSet, batch_size: int, seed: int) -> None:
-    """Recompute BatchNorm running statistics with one train-mode pass over augmented data.
+def refresh_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
+    """Recompute BatchNorm running statistics with one train-mode pass over `batches` (model inputs).
 
-    Interpolated weights invalidate the interpolated statistics; momentum=None makes the
-    statistics an exact average over the pass. No parameter changes. Moot for LayerNorm.
+    Interpolated weights invalidate the interpolated statistics (E3, and the straight line between two
+    networks, kdlib.landscape); momentum=None makes the statistics an exact average over the pass.
+    No parameter changes; the model is left in train mode. Moot for LayerNorm.
     """
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
@@ -170,13 +171,20 @@ def refresh_batchnorm(model: nn.Module, data: TrainSet, batch_size: int, seed: i
         m.reset_running_stats()
         m.momentum = None
     model.train()
-    epoch = data.epoch(seed, batch_size)
-    for i in range(0, len(data), batch_size):  # every image once, the last batch partial
-        idx = epoch.perm[i:i + batch_size]
-        # the model is still NCHW here (init_student converts it afterwards): NCHW inputs too
-        model(kdata.model_input(kdata.apply_views(data.padded[idx], epoch.views[idx]), torch.contiguous_format))
+    for x in batches:
+        model(x)
     for m, momentum in zip(bns, momenta):
         m.momentum = momentum
+
+
+def augmented_batches(data: TrainSet, batch_size: int, seed: int,
+                      memory_format: torch.memory_format = torch.contiguous_format) -> Iterator[torch.Tensor]:
+    """Every training image once, in one seeded random crop/flip each, as model inputs in batches (the
+    last one partial): what E3's BatchNorm refresh reads."""
+    epoch = data.epoch(seed, batch_size)
+    for i in range(0, len(data), batch_size):
+        idx = epoch.perm[i:i + batch_size]
+        yield kdata.model_input(kdata.apply_views(data.padded[idx], epoch.views[idx]), memory_format)
 
 
 def init_student(spec: StudentSpec, teacher_runs: list[Run], data: TrainSet,
@@ -189,7 +197,9 @@ def init_student(spec: StudentSpec, teacher_runs: list[Run], data: TrainSet,
     elif spec.init == "interpolate":
         trained = teacher_runs[0].state_dict(map_location=data.device)
         model.load_state_dict(interpolate_state(trained, model.state_dict(), spec.lam))
-        refresh_batchnorm(model, data, spec.recipe.batch_size, stable_seed("student", spec.seed, "bn-refresh"))
+        # the model is still NCHW here (train converts it afterwards): NCHW inputs too
+        refresh_batchnorm(model, augmented_batches(data, spec.recipe.batch_size,
+                                                   stable_seed("student", spec.seed, "bn-refresh")))
     return model
 
 

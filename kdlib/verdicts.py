@@ -2,8 +2,11 @@
 
     python -m kdlib.claims --scale reduced [--data SRC] [--device auto] [--seed-base N] [--json PATH]
 
-Nothing trains: every run the claims read (kdlib.study) must be in the run cache (`make report` puts
-them there); a missing one is listed and the exit status is 1. Bad arguments exit with 2.
+The paper's claims at the scale's runs, the same claims on the original authors' networks (the paper
+scale, protocol §10, marked as such), and the questions beyond the paper. Nothing trains: every run
+the claims read (kdlib.study) must be in the run cache (`make report` puts them there); a missing one
+is listed and the exit status is 1. The authors' networks are evaluated if their evaluation is not
+cached yet. Bad arguments exit with 2.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from kdlib.claims import HOLDS
 from kdlib.execute import MissingRunsError
 from kdlib.experiments import open_experiment
 from kdlib.parameters import Parameters
+
+# how the verdicts on the original authors' networks are marked in the JSON record
+PAPER_SCALE = "paper: the original authors' networks (full CIFAR-100, 2 students per setting)"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -46,14 +52,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     params = Parameters.from_arguments(args)
     try:
         exp = open_experiment(params, train=False)
-        runs = study.collect(exp)
+        runs = study.collect(exp, [*study.TRAINING, "P1"])
         verdicts, questions = study.paper_claims(runs), study.questions(runs)
+        at_paper_scale = study.paper_scale_claims(runs)
     except (ValueError, FileNotFoundError) as e:
         parser().error(str(e))
     except MissingRunsError as e:
         print(f"kdlib.claims: {e}", file=sys.stderr)
         return 1
     show(verdicts)
+    print("\nAt the paper scale, on the original authors' networks (protocol §10; 2 students per setting):")
+    show(at_paper_scale)
     print("\nBeyond the paper (protocol §9: questions the study left open; our verdicts, not the paper's):")
     show(questions)
     held = [sum(v.verdict == HOLDS for v in vs) for vs in (verdicts, questions)]
@@ -62,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         record = {"scale": params.scale, "seed_base": params.seed_base, "data": exp.dataset.describe(),
-                  "claims": [v.to_json() for v in verdicts], "beyond": [v.to_json() for v in questions]}
+                  "claims": [v.to_json() for v in verdicts],
+                  "paper_scale": [{**v.to_json(), "scale": PAPER_SCALE} for v in at_paper_scale],
+                  "beyond": [v.to_json() for v in questions]}
         args.json.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
     return 0
 

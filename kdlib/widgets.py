@@ -16,6 +16,8 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from kdlib import plots
+
 CSS_CLASS = "kdlib-figure-slider"  # on every widget figure_slider returns (the browser test finds it)
 
 
@@ -86,3 +88,18 @@ def figure_slider(values: Sequence, figures: Sequence[Figure | bytes], descripti
     if css_class:
         box.add_class(css_class)
     return box
+
+
+def image_gallery(images, labels, probabilities: dict, classes: Sequence[str], indices: Sequence[int],
+                  per_page: int = 4) -> widgets.VBox:
+    """A slider over pages of test images (`indices` into `images`, `per_page` a page), each image with
+    the top classes of every network of `probabilities` ({name: (N, C) probabilities}) under it and its
+    true class (kdlib.plots.image_page), readable in the static page (B6, P1)."""
+    pages = [list(indices[i:i + per_page]) for i in range(0, len(indices), per_page)]
+    if not pages:
+        raise ValueError("indices must name at least one image")
+    figures = [plots.image_page(images[page], [{"label": int(labels[i]),
+                                                "nets": [(name, p[i].numpy()) for name, p in probabilities.items()]}
+                                               for i in page], classes) for page in pages]
+    return figure_slider(list(range(len(pages))), figures, "page",
+                         readout=[f"{k + 1} of {len(pages)}" for k in range(len(pages))], css_class="kdlib-gallery")

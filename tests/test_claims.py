@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from kdlib import plans, study
-from kdlib.claims import FAILS, HOLDS, INCONCLUSIVE, Part, evidence, paper, power
+from kdlib.claims import FAILS, HOLDS, INCONCLUSIVE, Part, beyond, evidence, paper, power
 from kdlib.claims import text as claims_text
 from kdlib.claims import rules
 from kdlib.claims.rules import ABOVE, BELOW
@@ -695,3 +695,39 @@ def test_an_undecided_claim_does_not_state_the_finding_of_one_that_failed():
     failed, _ = CASES[("e1-fidelity", FAILS)]()
     assert "inside the noise" in undecided.why and "closer to copies" not in undecided.why
     assert "closer to copies" in failed.why
+
+
+# ---------------------------------------------------------------------------------------------
+# Students of several teachers (the paper scale: each student against its own teacher)
+
+def test_e1_students_of_several_teachers_are_each_judged_against_their_own():
+    """A student and its own teacher are one unit: the teachers' spread is counted, not fixed. Two
+    students 2.7 points above their own teachers hold even though the teachers differ by 3.6 points."""
+    teachers = [FakeRun(copy_on(LABELS, f, offset=OFFSET * s), seed=s) for s, f in ((0, 0.40), (1, 0.44))]
+    studs = students((0.43, 0.47), LABELS)
+    v = paper.student_accuracy(teachers, studs, LABELS)
+    assert v.verdict == HOLDS and v.parts[0].noise["units"] == {"pairs": 2} and v.parts[0].noise["fixed"] == []
+    assert "their own teachers" in v.evidence and v.scope == "2 students, each against its own teacher"
+    one = paper.student_accuracy(teachers[0], studs, LABELS)  # against teacher 0 alone: the other reading
+    assert one.parts[0].interval.estimate != pytest.approx(v.parts[0].interval.estimate)
+    with pytest.raises(ValueError, match="one teacher per student; got 1 teachers for 2 students"):
+        paper.student_accuracy(teachers[:1], studs, LABELS)
+
+
+def test_own_teachers_that_are_all_one_teacher_give_that_teachers_verdict():
+    pool, studs = teacher_pool(), students((0.70, 0.69, 0.71), other=3)
+    for claim in (paper.far_from_faithful, beyond.where_they_disagree):
+        one, own = claim(pool[0], studs, pool), claim([pool[0]] * 3, studs, pool)
+        assert own.parts[0].interval.estimate == pytest.approx(one.parts[0].interval.estimate)
+        assert own.parts[0].interval.bounds() == pytest.approx(one.parts[0].interval.bounds())
+    one = paper.beyond_independent(pool, studs)
+    own = paper.beyond_independent(pool, studs, own=[pool[0]] * 3)
+    assert [p.interval.estimate for p in own.parts] == pytest.approx([p.interval.estimate for p in one.parts])
+
+
+def test_e2_with_each_students_own_ensemble_compares_unpaired_runs():
+    pool = [FakeRun(TEACHER, seed=i) for i in range(3)]
+    small, large = students((0.60, 0.61), seeds=(10, 11)), students((0.70, 0.72), seeds=(20, 21))
+    v = paper.ensemble_size({1: small, 3: large}, pool, own={1: [pool[:1]] * 2, 3: [pool] * 2})
+    assert v.verdict == HOLDS and v.parts[0].noise["units"] == {"group m=1": 2, "group m=3": 2}
+    assert v.parts[0].interval.estimate == pytest.approx(10.5, abs=0.01)

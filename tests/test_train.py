@@ -10,7 +10,8 @@ from synthetic import run_id
 from kdlib.config import Recipe, StudentSpec, TeacherSpec
 from kdlib.device import resolve_device
 from kdlib.execute import get_run
-from kdlib.train import TrainSet, init_student, initial_model, interpolate_state, make_optimizer, refresh_batchnorm
+from kdlib.train import (TrainSet, augmented_batches, init_student, initial_model, interpolate_state, make_optimizer,
+                         refresh_batchnorm)
 
 from synthetic import same_state, synthetic_dataset
 
@@ -82,7 +83,8 @@ def test_refresh_batchnorm_sets_exact_statistics_and_keeps_weights():
     model = initial_model(TeacherSpec(recipe=R, seed=0))
     x = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8)
     weights = {k: v.clone() for k, v in model.named_parameters()}
-    refresh_batchnorm(model, TrainSet(kdata.Split(x, torch.zeros(40, dtype=torch.long)), "cpu"), batch_size=40, seed=0)
+    refresh_batchnorm(model, augmented_batches(TrainSet(kdata.Split(x, torch.zeros(40, dtype=torch.long)), "cpu"),
+                                               batch_size=40, seed=0))
     for k, v in model.named_parameters():
         torch.testing.assert_close(v, weights[k])
     # one batch holding everything: the stem's output statistics are exactly the first norm's

@@ -55,13 +55,7 @@ t, s, o = top1.values()
 # ## The three groups
 
 # %% tags=["hide-input"]
-GROUPS = {  # name -> (which images, what it means)
-    "agreed by independent teachers": ((t == o) & (s != t),
-                                       "teachers 0 and 1 agree, yet the student departs from its teacher"),
-    "agreed only after distillation": ((t != o) & (s == t),
-                                       "the teachers disagree, and the student takes its own teacher's answer"),
-    "still disagreeing": ((t != o) & (s != t), "the teachers disagree, and the student does not follow its own"),
-}
+GROUPS = ex.disagreement_groups(t, o, s)  # name -> (which images, what it means)
 n = len(t)
 with pd.option_context("display.max_colwidth", None):
     display(pd.DataFrame([{"group": g, "what it means": words, "images": int(mask.sum()),
@@ -85,14 +79,7 @@ for group, (mask, words) in GROUPS.items():
     if not idx:
         display(Markdown("No test image falls in this group."))
         continue
-    pages = [idx[i:i + PER_PAGE] for i in range(0, len(idx), PER_PAGE)]
-    figures = [plots.image_page(exp.dataset.test.x[page],
-                                [{"label": int(exp.dataset.test.y[i]),
-                                  "nets": [(name, p[i].numpy()) for name, p in probs.items()]} for i in page],
-                                exp.dataset.classes) for page in pages]
-    display(widgets.figure_slider(list(range(len(pages))), figures, "page",
-                                  readout=[f"{k + 1} of {len(pages)}" for k in range(len(pages))],
-                                  css_class="kdlib-gallery"))
+    display(widgets.image_gallery(exp.dataset.test.x, exp.dataset.test.y, probs, exp.dataset.classes, idx, PER_PAGE))
 
 # %% [markdown]
 # ## Verdict

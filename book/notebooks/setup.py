@@ -36,6 +36,7 @@ from kdlib.models import preresnet20
 from kdlib.parameters import Parameters
 from kdlib.reference import PAPER, STUDY
 from kdlib.scales import SEED_STRIDE
+from kdlib.sources import EXACT
 
 exp = ex.open_experiment(Parameters(scale, data, device, executor, seed_base))
 sc, ds = exp.scale, exp.dataset
@@ -46,15 +47,14 @@ sc, ds = exp.scale, exp.dataset
 # %% tags=["hide-input"]
 Markdown(f"""
 All runs at the **{sc.name}** scale ({sc.description}) use {ds.describe()}.
-The source's sha256 is `{ds.fingerprint}`. Training images are augmented with a random 32x32 crop
-of the zero-padded (4 px) image and a horizontal flip with probability 0.5; pixels are mapped to
+The data's fingerprint, a sha256 of its pixels, labels and class names in the canonical order (by class,
+then file name), is `{ds.fingerprint}`; {"it is CIFAR-100's own: the official download and the lossless "
+"archive give the same fingerprint, the same images in every subset and so the same runs"
+if ds.fingerprint == EXACT else "it is not CIFAR-100's exact pixels (a lossy copy, such as JPEG): absolute "
+"numbers on it are not comparable with published ones"}. Training images are augmented with a random 32x32
+crop of the zero-padded (4 px) image and a horizontal flip with probability 0.5; pixels are mapped to
 [-1, 1]. Evaluation uses the {len(ds.test):,} test images without augmentation.
 """)
-
-# %% [markdown]
-# The offline copy used where CIFAR-100 cannot be downloaded stores every image as a JPEG
-# (quality 75), so its pixels differ slightly from the official release; absolute accuracies on it
-# run a little lower, while comparisons between runs on the same copy stay fair.
 
 # %% [markdown]
 # ## Model

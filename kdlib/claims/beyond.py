@@ -18,10 +18,10 @@ import torch
 
 from kdlib import metrics, tables
 from kdlib.claims import text
-from kdlib.claims.evidence import (agreement_per_image, correct_per_image, fixed, group, pair_agreement, paired,
-                                   seeds_of, teacher_logits)
-from kdlib.claims.verdict import Verdict, part, why_not
+from kdlib.claims.evidence import (agreement_per_image, correct_per_image, fixed, group, own_agreement, own_teachers,
+                                   pair_agreement, paired, seeds_of, teacher_logits)
 from kdlib.claims.rules import ABOVE, BELOW, MOST, Part, family
+from kdlib.claims.verdict import Verdict, part, why_not
 from kdlib.stats import Group, rank_correlation
 
 DEEP = "deep teacher's students"  # B2's group of the deeper teacher's students
@@ -118,19 +118,23 @@ def calibration_transfer(by_size: Mapping[int, Sequence], pool: Sequence, labels
 
 def where_they_disagree(teacher, students: Sequence, pool: Sequence) -> Verdict:
     """B6. A student's disagreements with its teacher lie mostly where independent teachers disagree:
-    of the images a student disagrees on, the share on which teacher 0 and another teacher of the
-    pool disagree (averaged over the others) lies above MOST."""
+    of the images a student disagrees on, the share on which its teacher and another teacher of the
+    pool disagree (averaged over the others) lies above MOST. `teacher`: one run (teacher 0, of every
+    student), or one teacher per student, each in the pool."""
     claim = (f"A student departs from its teacher mostly where independent training departs too: more than "
              f"{MOST:g} of the test images it disagrees with its teacher on are images where the teacher and an "
              "independently trained one disagree.")
-    others = [t for t in pool if t is not teacher]
-    if not others:
+    own = own_teachers(teacher, students)
+    mine = [teacher] * len(students) if own is None else own
+    if not all(any(t is not m for t in pool) for m in mine):
         return Verdict("b6-where-they-disagree", "B6", "disagreements where teachers disagree", claim,
                        "Needs at least two teachers.")
-    contested = 1 - np.mean([agreement_per_image([teacher], [t])[0] for t in others], axis=0)  # (images,)
-    away = 1 - agreement_per_image([teacher], students)                                         # (runs, images)
+    # (runs, images): how often the student's teacher and the other teachers of the pool disagree on an image
+    contested = np.stack([1 - np.mean([agreement_per_image([m], [t])[0] for t in pool if t is not m], axis=0)
+                          for m in mine])
+    away = 1 - own_agreement(mine, students)                                                     # (runs, images)
     groups = {"disagreements on contested images": group(away * contested, students, "students"),
-              "disagreements": group(away, students, "students"), "contested": fixed(contested[None])}
+              "disagreements": group(away, students, "students"), "contested": fixed(contested[:1])}
     parts = family([part("share of the student's disagreements on contested images", groups,
                           lambda m: m["disagreements on contested images"] / m["disagreements"], MOST, ABOVE, "")])
     evidence = (f"Students disagree with their teacher on {text.pct(away)} of the test images; the teacher and "
@@ -139,7 +143,9 @@ def where_they_disagree(teacher, students: Sequence, pool: Sequence) -> Verdict:
     why = why_not(parts,
                if_fails="Most of what the students leave unmatched lies on images independent teachers agree on.")
     return Verdict("b6-where-they-disagree", "B6", "disagreements where teachers disagree", claim, evidence, parts,
-                   why, scope=f"the students of teacher {teacher.spec.seed}, against these {len(pool)} teachers")
+                   why, scope=(f"the students of teacher {teacher.spec.seed}, against these {len(pool)} teachers"
+                               if own is None else f"{len(students)} students, each against its own teacher and "
+                               f"the other {len(pool) - 1}"))
 
 
 def hard_labels(by_alpha: Mapping[float, Sequence], teacher) -> Verdict:

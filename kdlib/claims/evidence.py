@@ -59,6 +59,29 @@ def agreement_per_image(teacher_runs: Sequence, runs: Sequence, split: str = "te
     return np.stack([(predictions(r, split) == t).astype(np.float64) for r in runs])
 
 
+def own_teachers(teacher, students: Sequence) -> list | None:
+    """Each student's own teacher when `teacher` is a sequence aligned with `students` (the students of
+    several teachers, each judged against its own; an item may be an ensemble's member runs), or None
+    when `teacher` is one run, the teacher of every student."""
+    if not isinstance(teacher, (list, tuple)):
+        return None
+    if len(teacher) != len(students):
+        raise ValueError(f"teacher must be one run or one teacher per student; got {len(teacher)} teachers for "
+                         f"{len(students)} students")
+    return list(teacher)
+
+
+def members(teacher) -> list:
+    """A teacher as the list of its member runs (a run alone, or an ensemble's members)."""
+    return list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
+
+
+def own_agreement(teachers: Sequence, runs: Sequence, split: str = "test") -> np.ndarray:
+    """(runs, images): 1.0 where each run agrees with its own (ensemble) teacher, teachers[i] the
+    teacher of runs[i] (a run, or an ensemble's member runs)."""
+    return np.stack([agreement_per_image(members(t), [r], split)[0] for t, r in zip(teachers, runs)])
+
+
 def pair_agreement(runs: Sequence) -> list[np.ndarray]:
     """(images,) per pair of `runs` (every pair, in order): 1.0 where the two runs' predictions agree
     (independent teachers' agreement, the baseline of E0, E1, B2 and B3)."""

@@ -15,7 +15,8 @@ import numpy as np
 from kdlib import tables
 from kdlib.claims import text
 from kdlib.claims.evidence import (agreement_per_image, correct_per_image, fixed, group, kl_per_image,
-                                   pair_agreement, paired, rise_over_last_fifth)
+                                   own_agreement, own_teachers, pair_agreement, paired, rise_over_last_fifth,
+                                   seeds_of)
 from kdlib.claims.rules import (ABOVE, BELOW, FAR_FROM_FAITHFUL, JUMP_WINDOW, MOST, NO_HIGHER, NON_INFERIORITY,
                                 family, rise_width, window_share)
 from kdlib.claims.verdict import Verdict, part, why_not
@@ -26,90 +27,144 @@ from kdlib.claims.verdict import Verdict, part, why_not
 
 def student_accuracy(teacher, students: Sequence, labels: np.ndarray) -> Verdict:
     """1. A self-distilled student is at least as accurate as its teacher: non-inferiority, the
-    student's test accuracy minus the teacher's above NON_INFERIORITY points (E1)."""
+    student's test accuracy minus the teacher's above NON_INFERIORITY points (E1).
+
+    teacher: the one teacher of every student (fixed: the verdict speaks of it), or one teacher per
+    student (the students of several teachers: each student and its own teacher are one unit, so the
+    spread between teachers is counted, protocol §8)."""
+    own = own_teachers(teacher, students)
     correct = correct_per_image(students, labels)
-    groups = {"students": group(correct, students), "teacher": fixed(correct_per_image([teacher], labels))}
+    if own is None:
+        groups = {"students": group(correct, students), "teacher": fixed(correct_per_image([teacher], labels))}
+        whose = "their teacher"
+    else:
+        groups = {"students": group(correct, students, "pairs"),
+                  "teacher": group(correct_per_image(own, labels), students, "pairs")}
+        whose = "their own teachers"
     parts = family([part("student minus teacher, test accuracy", groups,
-                          lambda m: 100 * (m["students"] - m["teacher"]), NON_INFERIORITY, ABOVE, "points")])
-    evidence = (f"Students ({text.seeds(students)}) reach {text.pct(correct)} test accuracy, their teacher "
+                         lambda m: 100 * (m["students"] - m["teacher"]), NON_INFERIORITY, ABOVE, "points")])
+    evidence = (f"Students ({text.seeds(students)}) reach {text.pct(correct)} test accuracy, {whose} "
                 f"{text.pct(groups['teacher'].values)}: a difference of {parts[0].text()}.")
+    teachers = [teacher] if own is None else own
+    theirs = (f"{100 * teacher.metrics['train_acc']:.2f} %" if own is None else
+              text.pct([t.metrics.get('train_acc', np.nan) for t in teachers]))
+    fit = (f"The students fit {text.pct([r.metrics['train_acc'] for r in students])} of their clean training set, "
+           f"the teacher{'s' if own else ''} {theirs}"
+           if all("train_acc" in r.metrics for r in [*students, *teachers]) else "")
     rises = [x for x in (rise_over_last_fifth(r, "test_acc") for r in students) if x is not None]
-    why = why_not(parts, f"The students fit {text.pct([r.metrics['train_acc'] for r in students])} of their clean "
-               f"training set, the teacher {100 * teacher.metrics['train_acc']:.2f} %"
-               + (f"; their test accuracy moved by {min(rises):+.1f} to {max(rises):+.1f} points over the last fifth "
-                  "of training" if rises else "") + ".")
+    moved = (f"their test accuracy moved by {min(rises):+.1f} to {max(rises):+.1f} points over the last fifth of "
+             "training" if rises else "")
+    said = "; ".join(x for x in (fit, moved) if x)
+    why = why_not(parts, (said[:1].upper() + said[1:] + ".") if said else "")
+    scope = (f"the students of one teacher (seed {teacher.spec.seed})" if own is None else
+             f"{len(students)} students, each against its own teacher")
     return Verdict("e1-accuracy", "E1", "students at least as accurate",
                    f"A self-distilled student is at least as accurate as its teacher (within {-NON_INFERIORITY:g} "
-                   "point).", evidence, parts, why, scope=f"the students of one teacher (seed {teacher.spec.seed})")
+                   "point).", evidence, parts, why, scope=scope)
 
 
 def far_from_faithful(teacher, students: Sequence, pool: Sequence) -> Verdict:
     """2. Students are far from faithful: the student's disagreement with its teacher, as a share of
     the disagreement between independently trained teachers (pairs of `pool`), above
-    FAR_FROM_FAITHFUL (E1). A near-copy has a share near 0 and fails."""
-    agree = agreement_per_image([teacher], students)
+    FAR_FROM_FAITHFUL (E1). A near-copy has a share near 0 and fails. `teacher`: one run, or one
+    teacher per student (as for `student_accuracy`)."""
+    own = own_teachers(teacher, students)
+    agree = agreement_per_image([teacher], students) if own is None else own_agreement(own, students)
     pairs = pair_agreement(pool)
     if not pairs:
         return Verdict("e1-fidelity", "E1", "far from faithful", "Needs at least two teachers.", "")
     groups = {"students": group(agree, students), "teacher pairs": fixed(np.stack(pairs))}
     parts = family([part("student's disagreement / independent teachers' disagreement", groups,
-                          lambda m: (1 - m["students"]) / (1 - m["teacher pairs"]), FAR_FROM_FAITHFUL, ABOVE, "")])
-    evidence = (f"Students agree with their teacher on {text.pct(agree)} of the test images "
-                f"({text.pct([r.metrics['train_aug_agreement'] for r in students])} of the augmented training "
-                f"images); independent teachers agree on {100 * np.mean(pairs):.2f} %. The students keep "
-                f"{parts[0].text()} of the disagreement independent training leaves.")
+                         lambda m: (1 - m["students"]) / (1 - m["teacher pairs"]), FAR_FROM_FAITHFUL, ABOVE, "")])
+    augmented = (f" ({text.pct([r.metrics['train_aug_agreement'] for r in students])} of the augmented training "
+                 "images)" if all("train_aug_agreement" in r.metrics for r in students) else "")
+    evidence = (f"Students agree with their {'teacher' if own is None else 'own teachers'} on {text.pct(agree)} of "
+                f"the test images{augmented}; independent teachers agree on {100 * np.mean(pairs):.2f} %. The "
+                f"students keep {parts[0].text()} of the disagreement independent training leaves.")
     why = why_not(parts,
-               if_fails="The students are closer to copies of their teacher than to independently trained networks.")
+                  if_fails="The students are closer to copies of their teacher than to independently trained networks.")
+    scope = (f"the students of teacher {teacher.spec.seed}, against these {len(pool)} teachers" if own is None else
+             f"{len(students)} students, each against its own teacher, and these {len(pool)} teachers")
     return Verdict("e1-fidelity", "E1", "far from faithful",
                    f"Students are far from faithful: they keep more than {FAR_FROM_FAITHFUL:g} of the disagreement "
-                   "two independently trained teachers have.", evidence, parts, why,
-                   scope=f"the students of teacher {teacher.spec.seed}, against these {len(pool)} teachers")
+                   "two independently trained teachers have.", evidence, parts, why, scope=scope)
 
 
-def beyond_independent(teachers: Sequence, students: Sequence) -> Verdict:
-    """3. Distillation adds fidelity beyond independent training (E0, E1): a student of teacher 0
-    agrees more with its teacher than with teachers it never saw (the paper's baseline) and than
-    independent teachers agree with each other (the study's baseline)."""
+def beyond_independent(teachers: Sequence, students: Sequence, own: Sequence | None = None) -> Verdict:
+    """3. Distillation adds fidelity beyond independent training (E0, E1): a student agrees more with
+    its teacher than with teachers it never saw (the paper's baseline) and than independent teachers
+    agree with each other (the study's baseline).
+
+    teachers: the pool of independently trained teachers; without `own`, teachers[0] is every
+    student's teacher and the others are the ones it never saw; with `own` (one teacher per student,
+    each in the pool), each student against its own and against the rest of the pool."""
     claim = ("Distillation adds fidelity beyond independent training: a student agrees more with its own teacher "
              "than with teachers it never saw, and than independent teachers agree with each other.")
     if len(teachers) < 2:
         return Verdict("e0-baselines", "E0, E1", "fidelity beyond independent training", claim, "Needs at least "
                        "two teachers.")
-    own = agreement_per_image(teachers[:1], students)
-    others = np.mean([agreement_per_image([t], students) for t in teachers[1:]], axis=0)  # (students, N)
+    if own is None:
+        own_agree = agreement_per_image(teachers[:1], students)
+        others = np.mean([agreement_per_image([t], students) for t in teachers[1:]], axis=0)  # (students, N)
+        unseen = "teachers i ≠ 0"
+    else:
+        own = own_teachers(own, students)
+        own_agree = own_agreement(own, students)
+        others = np.stack([np.mean([agreement_per_image([t], [s])[0] for t in teachers if t is not mine], axis=0)
+                           for s, mine in zip(students, own)])
+        unseen = "the teachers it never saw"
     pairs = np.stack(pair_agreement(teachers))
-    paper = {"own teacher": group(own, students, "students"), "other teachers": group(others, students, "students")}
-    study = {"students": group(own, students), "teacher pairs": fixed(pairs)}
+    paper = {"own teacher": group(own_agree, students, "students"),
+             "other teachers": group(others, students, "students")}
+    study = {"students": group(own_agree, students), "teacher pairs": fixed(pairs)}
     parts = family([
-        part("against the paper's baseline (own teacher minus teachers i ≠ 0)", paper,
-              lambda m: 100 * (m["own teacher"] - m["other teachers"]), 0.0, ABOVE, "points"),
+        part(f"against the paper's baseline (own teacher minus {unseen})", paper,
+             lambda m: 100 * (m["own teacher"] - m["other teachers"]), 0.0, ABOVE, "points"),
         part("against the study's baseline (student minus teacher-teacher agreement)", study,
-              lambda m: 100 * (m["students"] - m["teacher pairs"]), 0.0, ABOVE, "points")])
-    evidence = (f"Students of teacher 0 agree {100 * own.mean():.2f} % with it and {100 * others.mean():.2f} % with "
-                f"teachers {', '.join(str(t.spec.seed) for t in teachers[1:])}, which they never saw "
-                f"({parts[0].text()} more, the paper's baseline); independent teachers agree "
+             lambda m: 100 * (m["students"] - m["teacher pairs"]), 0.0, ABOVE, "points")])
+    if own is None:
+        who = (f"Students of teacher 0 agree {100 * own_agree.mean():.2f} % with it and {100 * others.mean():.2f} % with "
+               f"teachers {', '.join(str(t.spec.seed) for t in teachers[1:])}, which they never saw")
+        scope = f"the students of teacher {teachers[0].spec.seed}, against these {len(teachers)} teachers"
+    else:
+        who = (f"Each student agrees {100 * own_agree.mean():.2f} % with its own teacher and {100 * others.mean():.2f} % "
+               f"with the {len(teachers) - 1} other teachers, which it never saw")
+        scope = f"{len(students)} students, each against its own teacher and the other {len(teachers) - 1}"
+    evidence = (f"{who} ({parts[0].text()} more, the paper's baseline); independent teachers agree "
                 f"{100 * pairs.mean():.2f} % with each other ({parts[1].text()} more, the study's baseline).")
-    why = why_not(parts,
-               if_fails="Distillation from teacher 0 left its students no closer to it than to independent networks.")
+    why = why_not(parts, if_fails=("Distillation from teacher 0 left its students no closer to it than to independent "
+                                   "networks." if own is None else "Distillation left the students no closer to "
+                                   "their own teachers than to independent networks."))
     return Verdict("e0-baselines", "E0, E1", "fidelity beyond independent training", claim, evidence, parts, why,
-                   scope=f"the students of teacher {teachers[0].spec.seed}, against these {len(teachers)} teachers")
+                   scope=scope)
 
 
 # ---------------------------------------------------------------------------------------------
 # 4-8: E2-E6
 
-def ensemble_size(by_size: Mapping[int, Sequence], pool: Sequence) -> Verdict:
+def ensemble_size(by_size: Mapping[int, Sequence], pool: Sequence, own: Mapping[int, Sequence] | None = None
+                  ) -> Verdict:
     """4. Agreement rises with the ensemble's size (E2): the largest ensemble's students against
-    the smallest's, each measured against its own ensemble, paired by seed."""
+    the smallest's, each measured against its own ensemble.
+
+    Without `own`, the students of size m learned from the first m teachers of `pool` and students of
+    one seed are paired across sizes (they share initial weights and data order); with `own`
+    ({m: each student's ensemble, as lists of member runs}), the students of each size are
+    independent runs, compared unpaired."""
     claim = "Students of larger teacher ensembles agree more with their teacher."
     sizes = sorted(by_size)
     if len(sizes) < 2:
         return Verdict("e2-ensembles", "E2", "more teachers, more agreement", claim, "Needs at least two ensemble "
                        "sizes.")
     lo, hi = sizes[0], sizes[-1]
-    by_size = {**by_size, **dict(zip((lo, hi), paired(by_size[lo], by_size[hi])))}
-    agree = {m: agreement_per_image(pool[:m], by_size[m]) for m in sizes}
-    groups = {f"m={m}": group(agree[m], by_size[m], "seeds") for m in (lo, hi)}
+    if own is None:
+        by_size = {**by_size, **dict(zip((lo, hi), paired(by_size[lo], by_size[hi])))}
+        agree = {m: agreement_per_image(pool[:m], by_size[m]) for m in sizes}
+        block = "seeds"
+    else:
+        agree = {m: own_agreement(own[m], by_size[m]) for m in sizes}
+        block = None  # each size its own runs: unpaired
+    groups = {f"m={m}": group(agree[m], by_size[m], block) for m in (lo, hi)}
     parts = family([part(f"agreement at m = {hi} minus m = {lo}", groups,
                           lambda m: 100 * (m[f"m={hi}"] - m[f"m={lo}"]), 0.0, ABOVE, "points")])
     rows = "; ".join(f"m = {m}: {text.pct(agree[m])} (ensemble accuracy "

@@ -60,3 +60,20 @@ def summary_table(verdicts: Sequence) -> str:
         verdict = f"**{v.verdict}**" if v.verdict == HOLDS else v.verdict
         rows.append(f"| {v.experiment} · {v.title} (`{v.id}`) | {verdict} | {deciding} |")
     return "\n".join(rows)
+
+
+def side_by_side(verdicts: Sequence, at_paper_scale: Sequence, published) -> str:
+    """Markdown: each claim's verdict on this scale's runs beside its verdict on the original authors'
+    networks (the paper scale, where they speak to it) and what was published (`published(claim_id)`)."""
+    by_id = {v.id: v for v in at_paper_scale}
+
+    def cell(v) -> str:
+        if v is None:
+            return "not testable with these networks"
+        numbers = "; ".join(p.text() for p in v.parts)
+        return f"**{v.verdict}**" + (f": {numbers}" if numbers else "")
+
+    rows = ["| claim | our runs, this scale | the authors' networks, paper scale | published |", "|---|---|---|---|"]
+    rows += [f"| {v.experiment} · {v.title} | {cell(v)} | {cell(by_id.get(v.id))} | {published(v.id) or 'n/a'} |"
+             for v in verdicts]
+    return "\n".join(rows)
