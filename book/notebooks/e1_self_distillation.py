@@ -59,12 +59,12 @@ ours = {"teacher acc (%)": tables.fmt_metric(teachers[:1], "test_acc", 100),
         "KL(t || s)": tables.fmt_metric(students, "test_kl", 1, 3),
         "student NLL": tables.fmt_metric(students, "test_nll", 1, 3),
         "student ECE": tables.fmt_metric(students, "test_ece", 1, 3)}
-study, paper = STUDY["e1"], PAPER["e1"]
+study_e1, paper = STUDY["e1"], PAPER["e1"]
 pd.DataFrame([
     {"": f"ours ({exp.scale.name}, {len(students)} students)", **ours},
-    {"": "study (full scale, 3 students)", "teacher acc (%)": study["teacher_test_acc"],
-     "student acc (%)": study["student_test_acc"], "agreement (%)": study["test_agreement"],
-     "KL(t || s)": study["test_kl"], "student ECE": study["student_ece"]},
+    {"": "study (full scale, 3 students)", "teacher acc (%)": study_e1["teacher_test_acc"],
+     "student acc (%)": study_e1["student_test_acc"], "agreement (%)": study_e1["test_agreement"],
+     "KL(t || s)": study_e1["test_kl"], "student ECE": study_e1["student_ece"]},
     {"": "paper (full scale)", "teacher acc (%)": paper["teacher_test_acc"], "student acc (%)": paper["student_test_acc"],
      "agreement (%)": paper["test_agreement"], "KL(t || s)": paper["test_kl"]},
 ]).set_index("").fillna("")
@@ -78,8 +78,8 @@ Markdown(f"""
 Our students reach {s_acc:.2f} % test accuracy, {tables.points(s_acc - t_acc)} than their teacher's
 {t_acc:.2f} %, and agree with it on {agree:.2f} % of the test images and on {train_agree:.2f} % of the
 augmented training images they were trained to match. At full scale the study found students more
-accurate than their teacher ({study['student_test_acc']} % vs {study['teacher_test_acc']} %) that still
-disagree with it on over a quarter of the test images ({study['test_agreement']} % agreement). Whether our
+accurate than their teacher ({study_e1['student_test_acc']} % vs {study_e1['teacher_test_acc']} %) that still
+disagree with it on over a quarter of the test images ({study_e1['test_agreement']} % agreement). Whether our
 difference in accuracy is more than noise is judged at the end of this chapter.
 """)
 
@@ -121,12 +121,12 @@ partition = pd.DataFrame(
 partition
 
 # %% tags=["hide-input"]
-easy, transferred, still = study["decomposition"]
+easy, transferred, still = study_e1["decomposition"]
 Markdown(f"""
 The study split its 10,000 test images into {easy:,} "easy" images, {transferred:,} "transferred by
 distillation" and {still:,} "still disagreeing". Those three numbers are not groups of images but
 differences of rates: the teacher-teacher agreement ({STUDY['e0']['pair_agreement']} %), the students'
-agreement ({study['test_agreement']} %) minus it, and the students' disagreement (100 % minus their
+agreement ({study_e1['test_agreement']} %) minus it, and the students' disagreement (100 % minus their
 agreement). The same arithmetic on our runs, with the teacher-teacher agreement averaged over every pair
 of our teachers and the agreement over our students:
 """)
@@ -135,7 +135,7 @@ of our teachers and the agreement over our students:
 pair_agreement = tables.mean_std([p["agreement"] for p in ex.pairwise(teachers)])[0]
 parts = ex.agreement_decomposition(pair_agreement, tables.mean_metric(students, "test_agreement"))
 pd.DataFrame({"ours (% of test images)": [100 * v for v in parts.values()],
-              "study (% of 10,000 test images)": [v / 100 for v in study["decomposition"]]},
+              "study (% of 10,000 test images)": [v / 100 for v in study_e1["decomposition"]]},
              index=list(parts)).round(2)
 
 # %% tags=["hide-input"]
@@ -147,7 +147,7 @@ on {cells[('teachers agree', 'student disagrees')]:,} of those the student never
 teacher. Where the teachers disagree, the student sides with its own teacher on {lifted:,} images and
 with neither, or with the other one, on {cells[('teachers disagree', 'student disagrees')]:,}. By the study's
 rate arithmetic, the student's agreement exceeds the teacher-teacher agreement by
-{100 * parts["student's agreement beyond that"]:.2f} points (the study: {study['decomposition'][1] / 100:.2f}).
+{100 * parts["student's agreement beyond that"]:.2f} points (the study: {study_e1['decomposition'][1] / 100:.2f}).
 """)
 
 # %% [markdown]

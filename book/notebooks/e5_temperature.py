@@ -64,12 +64,12 @@ for name, rs in runs.items():
 pd.DataFrame(rows).set_index("setting")
 
 # %% tags=["hide-input"]
-study = STUDY["e5"]
+study_e5 = STUDY["e5"]
 Markdown(f"""
 The teacher is an ensemble of {len(pool)} networks with {100 * runs[plans.MIXUP][0].metrics['teacher_test_acc']:.2f} %
-test accuracy. The study (5 teachers, full scale) found agreement rising from {study[(1.0, False)][1]:.2f} % at
-τ = 1 to {study[(4.0, False)][1]:.2f} % at τ = 4, and MixUp lowering the KL ({study[(4.0, False)][2]:.3f} to
-{study[(4.0, True)][2]:.3f}) while leaving agreement where it was ({study[(4.0, True)][1]:.2f} %).
+test accuracy. The study (5 teachers, full scale) found agreement rising from {study_e5[(1.0, False)][1]:.2f} % at
+τ = 1 to {study_e5[(4.0, False)][1]:.2f} % at τ = 4, and MixUp lowering the KL ({study_e5[(4.0, False)][2]:.3f} to
+{study_e5[(4.0, True)][2]:.3f}) while leaving agreement where it was ({study_e5[(4.0, True)][1]:.2f} %).
 """)
 
 # %% [markdown]

@@ -48,11 +48,11 @@ runs = exp.run(plans.optimiser_specs(exp.scale))  # setting -> students (seeds);
 # full scale. Compare each alternative's row with the baseline in the first.
 
 # %%
-study = dict(zip(runs, (STUDY["e6"]["sgd"], STUDY["e6"]["sgd_long"], STUDY["e6"]["adam"])))
+study_e6 = dict(zip(runs, (STUDY["e6"]["sgd"], STUDY["e6"]["sgd_long"], STUDY["e6"]["adam"])))
 
 pd.DataFrame([{"setting": k, "students": len(rs), "test agreement (%)": tables.fmt_metric(rs, "test_agreement", 100),
                "train agreement (%)": tables.fmt_metric(rs, "train_aug_agreement", 100), "KL(t || s)": tables.fmt_metric(rs, "test_kl", 1, 3),
-               "student acc (%)": tables.fmt_metric(rs, "test_acc", 100), "study: test agreement (%)": study[k]}
+               "student acc (%)": tables.fmt_metric(rs, "test_acc", 100), "study: test agreement (%)": study_e6[k]}
               for k, rs in runs.items()]).set_index("setting")
 
 # %% [markdown]
