@@ -23,8 +23,10 @@ arguments (checked before any kernel starts).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -35,7 +37,7 @@ from pathlib import Path
 
 import nbformat
 
-from kdlib import scales
+from kdlib import authors, scales
 from kdlib.files import write_json
 from kdlib.notebook import ReportError, execute_notebook
 from kdlib.parameters import Parameters
@@ -168,6 +170,22 @@ def read_timings(path: Path) -> dict:
     return timings
 
 
+@contextlib.contextmanager
+def _authors_files_for_kernels():
+    """$KDLIB_GNOSIS set, for the notebooks' kernels, to where this process finds the original authors'
+    files (kdlib.authors.root: a relative offline copy is found from here, the repository root, and the
+    kernels run in the notebooks folder), absolute; restored afterwards."""
+    saved = os.environ.get("KDLIB_GNOSIS")
+    os.environ["KDLIB_GNOSIS"] = str(authors.root().expanduser().resolve())
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("KDLIB_GNOSIS", None)
+        else:
+            os.environ["KDLIB_GNOSIS"] = saved
+
+
 def run_report(params: Parameters | None = None, only: Sequence[str] | None = None, build: bool = True,
                book: Path = BOOK, notebooks: Path | None = None, strict: bool | None = None,
                progress: bool = True) -> Path | None:
@@ -202,7 +220,8 @@ def run_report(params: Parameters | None = None, only: Sequence[str] | None = No
     for i, name in enumerate(names, 1):
         step = f"[{i}/{len(names)}] {name}"
         print(f"{step} ...", flush=True)
-        seconds = execute_notebook(notebooks / f"{name}.py", executed / f"{name}.ipynb", values, progress, step)
+        with _authors_files_for_kernels():
+            seconds = execute_notebook(notebooks / f"{name}.py", executed / f"{name}.ipynb", values, progress, step)
         print(f"{step} done in {seconds:.1f} s", flush=True)
         timings[name] = {"seconds": round(seconds, 1), "scale": params.scale, "seed_base": params.seed_base}
         write_json(timings_file, timings)  # atomically: a reader never sees half a file
