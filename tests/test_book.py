@@ -37,7 +37,8 @@ def test_every_notebook_ran_to_the_end_with_outputs(tiny_book):
     assert set(timings) == set(report.NOTEBOOKS)
 
 
-@pytest.mark.parametrize("name", ["e3_initialisation", "e5_temperature", "b1_hard_labels", "b6_disagreements"])
+@pytest.mark.parametrize("name", ["e3_initialisation", "e5_temperature", "b1_hard_labels", "b6_disagreements",
+                                  "p1_authors_networks"])
 def test_slider_pages_keep_their_widget_state(tiny_book, name):
     nb = nbformat.read(tiny_book.book / "executed" / f"{name}.ipynb", as_version=4)
     state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]  # the saved widget models
@@ -97,6 +98,13 @@ def test_claims_command_reproduces_the_summary_from_the_cache(tiny_book, cifar_r
         row = re.search(rf"\(`{re.escape(claim['id'])}`\) \| \**([a-z ]+?)\** \|", printed)
         assert row and row.group(1) == claim["verdict"], claim["id"]
         assert f"[{claim['verdict']}]" in proc.stdout
+    # the same claims on the original authors' networks, marked as the paper scale, as E7 printed them
+    assert [v["id"] for v in record["paper_scale"]] == ["e1-accuracy", "e1-fidelity", "e0-baselines", "e2-ensembles",
+                                                        "b6-where-they-disagree"]
+    assert all(v["scale"].startswith("paper: the original authors' networks") for v in record["paper_scale"])
+    assert "At the paper scale, on the original authors' networks" in proc.stdout
+    for v in record["paper_scale"]:
+        assert f"**{v['verdict']}**" in printed
     assert [q["experiment"] for q in record["beyond"]] == ["B1", "B2", "B3", "B4", "B5", "B6"]
     for question in record["beyond"]:  # the questions beyond the paper, as E7 printed them
         row = re.search(rf"\(`{re.escape(question['id'])}`\) \| \**([a-z ]+?)\** \|", printed)
@@ -105,3 +113,18 @@ def test_claims_command_reproduces_the_summary_from_the_cache(tiny_book, cifar_r
     empty = subprocess.run([sys.executable, "-m", "kdlib.claims", "--scale", "tiny", "--data", cifar_real_source],
                            env={**env, "KDLIB_RUNS": str(tmp_path / "none")}, capture_output=True, text=True, timeout=600)
     assert empty.returncode == 1 and "not in the run cache" in empty.stderr  # nothing is trained
+
+
+def test_the_paper_scale_chapters_read_the_authors_networks(tiny_book):
+    """P1 evaluates the 18 networks (a smoke test's few test images at the tiny scale) and prints their
+    verdicts; P2 draws the lines between student and teacher at both scales."""
+    def markdown(name):
+        nb = nbformat.read(tiny_book.book / "executed" / f"{name}.ipynb", as_version=4)
+        return "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
+                       for o in c.outputs)
+    p1 = markdown("p1_authors_networks")
+    assert "of the 18 networks score exactly their logged test accuracy" in p1
+    assert "Students are far from faithful" in p1 and "each against its own teacher" in p1
+    p2 = markdown("p2_landscape")
+    assert "Along the straight line from a self-distilled student to its own teacher" in p2
+    assert "of the" in p2 and "students have no barrier to speak of" in p2

@@ -28,7 +28,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 SLIDER_PAGES = {"lambda": "executed/e3_initialisation.html", "temperature": "executed/e5_temperature.html",
-                "alpha": "executed/b1_hard_labels.html", "gallery": "executed/b6_disagreements.html"}
+                "alpha": "executed/b1_hard_labels.html", "gallery": "executed/b6_disagreements.html",
+                "authors' gallery": "executed/p1_authors_networks.html"}
 
 
 def _unavailable(reason: str):

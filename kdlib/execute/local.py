@@ -29,14 +29,19 @@ from kdlib.train import TrainOptions
 
 
 @dataclass(frozen=True)
-class Inline:
-    """Every missing run of the plan, in order, in this process with all its threads."""
+class _Local:
+    """An executor on this machine: its runs train with `options` on its device."""
 
     options: TrainOptions
 
     @property
     def device(self) -> torch.device:
         return self.options.device
+
+
+@dataclass(frozen=True)
+class Inline(_Local):
+    """Every missing run of the plan, in order, in this process with all its threads."""
 
     def execute(self, order: Sequence[RunKey], cached: Mapping[RunKey, Run], dataset: kdata.Dataset,
                 cache: RunCache) -> Outcome:
@@ -58,18 +63,13 @@ class Inline:
 
 
 @dataclass(frozen=True)
-class Processes:
+class Processes(_Local):
     """The plan's missing runs in up to `workers` local processes of max(1, cpus // workers) torch
     threads each, every run as soon as its teachers have finished (inline when the plan has no two
     runs that could train at once). Interrupted, or on any error here, the workers are stopped
     before it is raised: a run mid-epoch resumes from its last checkpoint later."""
 
-    options: TrainOptions
-    workers: int
-
-    @property
-    def device(self) -> torch.device:
-        return self.options.device
+    workers: int = 2
 
     def execute(self, order: Sequence[RunKey], cached: Mapping[RunKey, Run], dataset: kdata.Dataset,
                 cache: RunCache) -> Outcome:
