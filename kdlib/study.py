@@ -232,23 +232,26 @@ TRAINING = tuple(c.id for c in CHAPTERS if c.plan is not None)  # the chapters t
 READABLE = tuple(c.id for c in CHAPTERS if c.plan is not None or c.networks is not None)  # what a claim can read
 
 
-def _check_table() -> None:
-    """The table's own consistency, checked on import: unique ids, known parts and chapters read."""
-    ids = [c.id for c in CHAPTERS]
-    claims = [q for c in CHAPTERS for q in c.claims]
+def check_table(chapters: Sequence[Chapter]) -> None:
+    """A study table's consistency: unique chapter and claim ids, known parts, and claims that read
+    only chapters with runs and are shown only in chapters that exist. Raises a ValueError naming
+    every problem; the table below is checked on import."""
+    by_id = {c.id: c for c in chapters}
+    ids = [c.id for c in chapters]
+    claims = [q for c in chapters for q in c.claims]
     problems = [f"chapter id {i!r} appears twice" for i in set(ids) if ids.count(i) > 1]
     problems += [f"claim id {q.id!r} appears twice" for q in claims if [x.id for x in claims].count(q.id) > 1]
-    problems += [f"chapter {c.id} is in an unknown part {c.part!r}" for c in CHAPTERS if c.part not in PARTS]
+    problems += [f"chapter {c.id} is in an unknown part {c.part!r}" for c in chapters if c.part not in PARTS]
     problems += [f"claim {q.id} reads chapter {x!r}, which has no runs of its own" for q in claims
                  if q.reads != EVERY_CHAPTER for x in q.reads
-                 if x not in BY_ID or (BY_ID[x].plan is None and BY_ID[x].networks is None)]
+                 if x not in by_id or (by_id[x].plan is None and by_id[x].networks is None)]
     problems += [f"claim {q.id} is shown in {x!r}, which is no chapter" for q in claims for x in q.also_in
-                 if x not in BY_ID]
+                 if x not in by_id]
     if problems:
-        raise ValueError("kdlib.study.CHAPTERS: " + "; ".join(sorted(set(problems))))
+        raise ValueError("the study's table: " + "; ".join(sorted(set(problems))))
 
 
-_check_table()
+check_table(CHAPTERS)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -215,3 +215,42 @@ def test_the_18_networks_reproduce_their_logged_test_accuracy(cifar_real, monkey
     teacher = runs[authors.Network(1, 0, "teacher")]
     assert teacher.metrics["test_acc"] == pytest.approx(0.6528) and 1.2 < teacher.metrics["test_nll"] < 2.0
     assert metrics.accuracy(teacher.test_logits(), cifar_real.test.y) == teacher.metrics["test_acc"]
+
+
+# ---------------------------------------------------------------------------------------------
+# What the paper scale measures of them (kdlib.paper_scale), on made-up logits
+
+def fake_paper_scale(n=60, classes=5):
+    from types import SimpleNamespace
+
+    from kdlib.paper_scale import PaperScale
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(n) % classes
+    runs = {}
+    for i, net in enumerate(authors.NETWORKS):
+        logits = torch.randn(n, classes, generator=g)
+        spec = SimpleNamespace(seed=100 * net.ensemble + net.trial, kind=net.role, recipe=SimpleNamespace(epochs=200))
+        runs[net] = authors.AuthorsRun(net, logits, {"test_acc": metrics.accuracy(logits, labels),
+                                                     "test_ece": metrics.ece(logits, labels), "teacher_test_acc": 0.5},
+                                       [], spec)
+    dataset = SimpleNamespace(test=SimpleNamespace(y=labels))
+    return PaperScale(runs, dataset)
+
+
+def test_each_student_is_measured_against_its_own_teachers_and_the_ones_it_never_saw():
+    from kdlib import paper_scale
+
+    ps = fake_paper_scale()
+    assert len(ps.teachers()) == 12 and len(ps.students()) == 6 and len(ps.teachers(3)) == 6
+    s = ps.students(2)[1]
+    assert [t.network for t in ps.own(s)] == [authors.Network(2, 1, "teacher", 0), authors.Network(2, 1, "teacher", 1)]
+    assert ps.own_teachers(1) == [ps.own(x)[0] for x in ps.students(1)]
+    rows = paper_scale.student_agreement(ps)
+    assert [r["unseen_teachers"] for r in rows] == [11, 11, 10, 10, 9, 9]
+    own = ps.ensemble_logits(s)
+    assert rows[3]["agreement"] == metrics.agreement(own, s.test_logits())
+    assert all(sum(v for k, v in r.items() if k != "student") == 60 for r in paper_scale.partition(ps))
+    assert len(paper_scale.teacher_pairs(ps)) == 66
+    cal = paper_scale.calibration(ps)
+    assert cal[4]["teacher_ece"] == pytest.approx(metrics.ece(ps.ensemble_logits(ps.students(3)[0]), ps.dataset.test.y))
