@@ -88,8 +88,8 @@ with pd.option_context("display.max_colwidth", None):
 # %% [markdown]
 # ## The paper's claims at this scale
 #
-# Each claim was turned into parts, each with a boundary declared before the runs were read
-# (docs/protocol.md §8). A claim holds when every part's 95 % interval lies on the claimed side of
+# Each claim was turned into parts, each with a boundary reasoned from the paper and declared before
+# any run on CIFAR-100's exact pixels was read (docs/protocol.md §8 says exactly when). A claim holds when every part's 95 % interval lies on the claimed side of
 # its boundary; it does not hold when some part's interval, widened for the number of parts
 # (Bonferroni), lies on the other side; otherwise the runs do not decide it. The intervals count the
 # spread over seeds (t quantiles: with 3 seeds they are wide) and the sampling of the test images.

@@ -2,8 +2,8 @@
 
 A claim has one or more parts. Each part is a quantity (a difference, a ratio, a width), the
 boundary the claim puts it against, and the side of the boundary the claim says it lies on. The
-boundary is 0 for a plain direction, or a margin declared in docs/protocol.md before the runs were
-read (non-inferiority, non-superiority, "far from", "most of").
+boundary is 0 for a plain direction, or a margin declared in docs/protocol.md §8, which says when
+(non-inferiority, non-superiority, "far from", "most of").
 
 The family rule, for a claim of k parts:
 - it **holds** when every part's 95 % interval lies on the claimed side of its boundary (an
@@ -27,7 +27,8 @@ VERDICTS = (HOLDS, FAILS, INCONCLUSIVE)
 ABOVE, BELOW = "above", "below"
 OPPOSITE = {ABOVE: BELOW, BELOW: ABOVE}
 
-# The margins, declared with their reasons in docs/protocol.md §8 before the runs were read.
+# The margins, declared with their reasons in docs/protocol.md §8 (which says when: before any run on the
+# exact pixels was read).
 NON_INFERIORITY = -1.0   # points: E1, a student within 1 point of its teacher's accuracy is as accurate
 FAR_FROM_FAITHFUL = 0.5  # E1: the student keeps over half the disagreement independent training leaves
 JUMP_WINDOW = (0.25, 0.375)  # E3: where the paper's LayerNorm curve jumps (78.96 % at 0.25 ... 97.55 % at 0.375)
