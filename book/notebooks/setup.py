@@ -120,7 +120,10 @@ weighted α = {', '.join(f'{a:g}' for a in sc.alphas)} ({sc.self_distill_student
 PreResNet-56 teacher with the teachers' recipe and {sc.self_distill_students} PreResNet-20 students of it, with
 E1's seeds; B3 repeats E0 and E1
 on the first {', '.join(map(str, sc.class_counts))} classes (two teachers each, and {sc.self_distill_students}
-students of the first at {min(sc.class_counts)} classes, {sc.grid_seeds()} at the others). B4-B6 train nothing.
+students of the first at {min(sc.class_counts)} classes, {sc.grid_seeds()} at the others). B4-B6 train nothing,
+and neither does the part "Paper scale": it evaluates the original authors' own 18 networks, trained on all of
+CIFAR-100 in 2020, on {'the whole test set' if sc.authors_test_per_class is None else
+f'{sc.authors_test_per_class} test images per class (a smoke test)'} (protocol §10).
 The appendix lists the candidate scales that were measured before this one was chosen.
 """)
 
