@@ -89,7 +89,7 @@ between two networks that never met. {"At the paper's scale distillation left ea
 #
 # E3 started students at λ · teacher + (1 - λ) · random weights (the LayerNorm model at this scale,
 # protocol §6). The same line, from each λ's first student to the teacher, on a class-balanced subset of
-# the test images (the first cell's `images`).
+# the test images (the table below says how many).
 # The question: are the students that stayed with their teacher (high train agreement, E3) the ones
 # with no barrier between them?
 
@@ -102,8 +102,9 @@ cmap = plt.get_cmap("viridis")
 lams = sorted({l["lambda"] for l in reduced_lines})
 for l in reduced_lines:
     colour = cmap(lams.index(l["lambda"]) / max(1, len(lams) - 1))
+    model = f"{tables.NORM_NAMES[l['norm']]}, " if len({x["norm"] for x in reduced_lines}) > 1 else ""
     ax.plot([p["t"] for p in l["curve"]], [p["loss"] for p in l["curve"]], "o-", ms=3, c=colour,
-            label=f"λ = {l['lambda']:g}")
+            label=f"{model}λ = {l['lambda']:g}")
 ax.set(xlabel="t (0: the student, 1: its teacher)", ylabel="test loss (nats)")
 ax.legend(fontsize=7, ncol=2)
 fig.tight_layout()
@@ -117,12 +118,17 @@ table.set_index(["model", "λ"]).round(3)
 # %% tags=["hide-input"]
 low = table[table["barrier (nats)"] < 0.1]
 high = table[table["barrier (nats)"] >= 0.1]
+
+
+def described(rows, what):
+    names = [f"{m} λ = {x:g}" if table["model"].nunique() > 1 else f"λ = {x:g}" for m, x in zip(rows["model"], rows["λ"])]
+    return (f"{', '.join(names)} ({what}; train agreement "
+            f"{tables.fmt(list(rows['train agreement (%)']))} %)")
+
+
+said = [described(low, "no barrier to speak of, under 0.1 nats") if len(low) else "",
+        described(high, f"barriers of {tables.fmt(list(high['barrier (nats)']), 1, 2)} nats") if len(high) else ""]
 Markdown(f"""
-{len(low)} of the {len(table)} students have no barrier to speak of (under 0.1 nats) between them and their teacher:
-{', '.join(f'λ = {x:g}' for x in low['λ']) or 'none'}, with train agreement
-{tables.fmt(list(low['train agreement (%)'])) + ' %' if len(low) else 'n/a'}; the others
-({', '.join(f'λ = {x:g}' for x in high['λ']) or 'none'}) have barriers of
-{tables.fmt(list(high['barrier (nats)']), 1, 2) if len(high) else 'n/a'} nats and train agreement
-{tables.fmt(list(high['train agreement (%)'])) + ' %' if len(high) else 'n/a'}. One student per λ and one teacher:
-a picture of this scale's runs, not a verdict.
+On {images:,} test images per point: {'; '.join(x for x in said if x)}. One student per λ and one teacher: a picture
+of this scale's runs, not a verdict.
 """)
