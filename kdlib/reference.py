@@ -83,7 +83,9 @@ def published(claim_id: str) -> str:
                   f"{PAPER['e4']['random']['cka'][0]} (random); agreement {PAPER['e4']['teacher_init']['test_agreement']} "
                   f"vs {PAPER['e4']['random']['test_agreement']} %",
         "e5-temperature": f"study: agreement {e5[(1.0, False)][1]} % at τ = 1, {e5[(4.0, False)][1]} % at τ = 4; KL "
-                          f"{e5[(4.0, False)][2]} without MixUp, {e5[(4.0, True)][2]} with",
+                          f"{e5[(4.0, False)][2]} without MixUp, {e5[(4.0, True)][2]} with it",
         "e6-optimiser": f"study: agreement {e6['sgd']} % (SGD), {e6['sgd_long']} % (twice as long), {e6['adam']} % (Adam)",
+        "b6-where-they-disagree": f"study: {STUDY['e1']['decomposition'][2]:,} of 10,000 test images still disagreeing "
+                                  "(a difference of rates, not a group of images)",
     }
     return said.get(claim_id, "")

@@ -129,14 +129,16 @@ than independent training would make them ({baselines.verdict}, against each bas
 # %% [markdown]
 # ## At both scales
 #
-# Each claim on this scale's runs beside the same claim, judged by the same code and rules, on the
-# original authors' networks: twelve teachers and six students trained on all of CIFAR-100 (the part
+# Each claim on this scale's runs (and B6, the question beyond the paper they also speak to) beside the
+# same claim, judged by the same code and rules, on the original authors' networks: twelve teachers and six students trained on all of CIFAR-100 (the part
 # "Paper scale"; two students per setting, and an earlier student recipe than the paper's final one,
 # protocol §10). The last column gives what was published on the same quantity; our intervals and
 # their single numbers are not the same kind of evidence.
 
 # %% tags=["hide-input"]
-Markdown(text.side_by_side(verdicts, at_paper_scale, published))
+shared = {v.id for v in at_paper_scale}  # the claims (and the question beyond the paper) tested at both scales
+Markdown(text.side_by_side([*verdicts, *[q for q in study.questions(runs) if q.id in shared]], at_paper_scale,
+                           published))
 
 # %% tags=["hide-input"]
 fig = verdict_figure(at_paper_scale)
