@@ -731,3 +731,15 @@ def test_e2_with_each_students_own_ensemble_compares_unpaired_runs():
     v = paper.ensemble_size({1: small, 3: large}, pool, own={1: [pool[:1]] * 2, 3: [pool] * 2})
     assert v.verdict == HOLDS and v.parts[0].noise["units"] == {"group m=1": 2, "group m=3": 2}
     assert v.parts[0].interval.estimate == pytest.approx(10.5, abs=0.01)
+
+
+def test_the_side_by_side_table_puts_each_claim_beside_its_paper_scale_verdict():
+    from kdlib.reference import published
+
+    v, _ = CASES[("e1-fidelity", HOLDS)]()
+    w, _ = CASES[("e2-ensembles", INCONCLUSIVE)]()
+    table = claims_text.side_by_side([v, w], [v], published)
+    rows = table.split("\n")[2:]
+    assert len(rows) == 2 and rows[0].count("**holds**") == 2 and "study: agreement 71.36" in rows[0]
+    assert "not testable with these networks" in rows[1] and "78.23 % at m = 3" in rows[1]
+    assert published("no-such-claim") == ""
