@@ -65,6 +65,48 @@ ORIGINAL_CODE = {
 }
 
 
+def number(published_value) -> float:
+    """The number in a published value: 70.52 for "70.52 ± 0.41", 71 for "~71", 65.22 for "65.22"."""
+    return float(str(published_value).lstrip("~").split("±")[0])
+
+
+def _planning() -> dict[str, tuple[float, str]]:
+    """The effect the paper or the study published for each part a plan is made for (protocol §8):
+    part key -> (the effect in the part's unit, where it comes from)."""
+    e1, pairs, e2, e5, e6 = STUDY["e1"], number(STUDY["e0"]["pair_agreement"]), STUDY["e2"], STUDY["e5"], STUDY["e6"]
+    paper_e3, paper_e4 = PAPER["e3_train_agreement"], PAPER["e4"]
+    own = number(e1["test_agreement"])
+    kl, kl_mix = e5[(4.0, False)][2], e5[(4.0, True)][2]
+    agree, agree_mix = e5[(4.0, False)][1], e5[(4.0, True)][1]
+    return {
+        "e1-accuracy": (number(e1["student_test_acc"]) - number(e1["teacher_test_acc"]),
+                        "the study: students 68.62 %, their teacher 65.22 %"),
+        "e1-fidelity": ((100 - own) / (100 - pairs), "the study: agreement 71.36 % with the teacher, 63.19 % between "
+                                                     "teachers"),
+        "e0-study-baseline": (own - pairs, "the study: 71.36 % with the own teacher, 63.19 % between teachers"),
+        "e2-ensembles": (e2[3][2] - e2[1][2], "the study: agreement 71.36 % at m = 1, 78.23 % at m = 3"),
+        "e3-rise": (paper_e3[0.5] - paper_e3[0.0], "the paper: train agreement 78.96 % at λ = 0, 99.65 % at 0.5"),
+        "e3-share": ((paper_e3[0.375] - paper_e3[0.25]) / (paper_e3[0.5] - paper_e3[0.0]),
+                     "the paper's curve: (97.55 - 80.4) / (99.65 - 78.96)"),
+        "e4-cka": (paper_e4["teacher_init"]["cka"][0] - paper_e4["random"]["cka"][0],
+                   "the paper: stage-1 CKA 0.951 from the teacher's initial weights, 0.939 from random ones"),
+        "e4-agreement": (paper_e4["teacher_init"]["test_agreement"] - paper_e4["random"]["test_agreement"],
+                         "the paper: agreement 77.10 % and 77.17 %"),
+        "e5-temperature": (e5[(4.0, False)][1] - e5[(1.0, False)][1], "the study: agreement 75.60 % at τ = 1, 80.51 % "
+                                                                       "at τ = 4"),
+        "e5-kl": (kl_mix - kl, "the study: KL 0.465 without MixUp, 0.421 with it"),
+        "e5-fractions": ((kl - kl_mix) / kl - (agree_mix - agree) / (100 - agree),
+                         "the study: MixUp removes 0.095 of the KL and -0.008 of the disagreement"),
+        "e6-long": ((e6["sgd_long"] - e6["sgd"]) / (100 - e6["sgd"]), "the study's test agreement: 70.88 % (SGD), "
+                                                                     "71.41 % (twice as long)"),
+        "e6-adam": ((e6["adam"] - e6["sgd"]) / (100 - e6["sgd"]), "the study's test agreement: 70.88 % (SGD), 70.61 % "
+                                                                 "(Adam)"),
+    }
+
+
+PLANNING = _planning()
+
+
 def published(claim_id: str) -> str:
     """What the paper and the study published on the quantity a claim (kdlib.claims, by its id) is
     about, in words, from PAPER and STUDY ("" when neither reported it)."""

@@ -743,3 +743,53 @@ def test_the_side_by_side_table_puts_each_claim_beside_its_paper_scale_verdict()
     assert len(rows) == 2 and rows[0].count("**holds**") == 2 and "study: agreement 71.36" in rows[0]
     assert "not testable with these networks" in rows[1] and "78.23 % at m = 3" in rows[1]
     assert published("no-such-claim") == ""
+
+
+# ---------------------------------------------------------------------------------------------
+# The smallest effect that matters (delta), "about the boundary", and planning effects
+
+def test_a_rise_smaller_than_the_smallest_that_matters_does_not_hold():
+    """E2 with delta = 1 point: a consistent rise of 0.35 points is decided, "does not hold" (any effect
+    is smaller than delta), where against 0 it would have held; a rise of 3 points holds."""
+    v, _ = ensemble_case((0.60, 0.61, 0.59), (0.6035, 0.6135, 0.5935))
+    (p,) = v.parts
+    assert p.effect.delta == 1.0 and p.threshold == 1.0 and p.interval.low > 0 and p.interval.high < 1.0
+    assert v.verdict == FAILS and "smaller than the smallest that matters, δ = 1" in p.reason()
+    assert "lies above 1 points (0 + δ = 1, the smallest effect that matters)" in p.rule
+    assert paper.ensemble_size({1: students((0.60, 0.61, 0.59)), 3: students((0.63, 0.64, 0.62))},
+                               [FakeRun(TEACHER, seed=i) for i in range(3)]).verdict == HOLDS
+    record = p.to_json()
+    assert record["delta"] == 1.0 and record["threshold"] == 1.0 and "three times the spread" in record["delta_reason"]
+    assert record["planning_effect"] == pytest.approx(6.87) and "78.23" in record["planning_source"]
+
+
+def test_a_fraction_of_about_half_is_read_as_such_and_left_undecided():
+    """E6's "closes the gap" has its margin at 0.5; a fraction closed of 0.5 give or take a little is
+    inconclusive by the rule, and reported as about half (two one-sided tests within 0.5 ± 0.1)."""
+    v, _ = optimiser_case((0.85, 0.855, 0.845), ADAM)
+    long_test = v.parts[0]
+    assert long_test.verdict == INCONCLUSIVE and long_test.interval.estimate == pytest.approx(0.5, abs=0.01)
+    assert long_test.finding().startswith("about 0.5: its 90 % interval") and "0.5 ± 0.1" in long_test.finding()
+    far, _ = optimiser_case((0.95, 0.955, 0.945), ADAM)
+    assert far.parts[0].finding() == ""  # 0.83: not about half
+    assert v.parts[0].to_json()["finding"] == long_test.finding()
+
+
+def test_seeds_are_counted_at_the_declared_effects_not_at_the_estimate():
+    """E2's plans: at the study's 6.87 points (would it hold?) and at no effect (would it not?); the
+    counts do not move with the estimate, and one more test image's worth is asked where seeds cannot."""
+    small = (0.60, 0.61, 0.59)
+    v, _ = ensemble_case(small, (0.62, 0.655, 0.615))
+    (p,) = v.parts
+    first, second = power.plans(p)
+    assert (first.effect, first.decides) == (pytest.approx(6.87), "holds")
+    assert (second.effect, second.decides) == (0.0, "does not hold") and second.why == "no effect at all"
+    assert first.seeds is not None and first.seeds <= 3 < (second.seeds or 65)
+    assert "seeds per setting to decide \"holds\" if the truth were 6.87" in first.words(p)
+    images_only = dataclasses.replace(fixed_part(1.0, 0.1, boundary=0.0, claimed=ABOVE),
+                                      interval=Interval(1.0, 0.5, math.inf, seeds=0.0, images=0.25),
+                                      effect=rules.Effect(0.5, "test", planning=1.2))
+    images_only = dataclasses.replace(images_only, noise={**images_only.noise, "images": 2000})
+    (plan,) = [x for x in power.plans(images_only) if x.decides == "holds"]
+    assert plan.seeds is None and plan.images == 8010  # 2,000 x 0.25 x (1.960 + 0.842)^2 / 0.7^2, rounded up
+    assert plan.words(images_only).startswith("more test images, not more seeds")

@@ -20,7 +20,7 @@ from kdlib import metrics, tables
 from kdlib.claims import text
 from kdlib.claims.evidence import (agreement_per_image, correct_per_image, fixed, group, own_agreement, own_teachers,
                                    pair_agreement, paired, seeds_of, teacher_logits)
-from kdlib.claims.rules import ABOVE, BELOW, MOST, Part, family
+from kdlib.claims.rules import ABOVE, AGREEMENT_DELTA, BELOW, MOST, SHARE_DELTA, Part, family
 from kdlib.claims.verdict import Verdict, part, why_not
 from kdlib.stats import Group, rank_correlation
 
@@ -162,7 +162,8 @@ def hard_labels(by_alpha: Mapping[float, Sequence], teacher) -> Verdict:
     groups = {"α = 0": group(agreement_per_image([teacher], base), base, "seeds"),
               f"α = {top:g}": group(agreement_per_image([teacher], high), high, "seeds")}
     parts = family([part(f"test agreement, α = {top:g} minus α = 0", groups,
-                          lambda m: 100 * (m[f"α = {top:g}"] - m["α = 0"]), 0.0, ABOVE, "points")])
+                          lambda m: 100 * (m[f"α = {top:g}"] - m["α = 0"]), 0.0, ABOVE, "points",
+                          effect=AGREEMENT_DELTA)])
     shown = "; ".join(f"α = {a:g}: {text.pct(agreement_per_image([teacher], by_alpha[a]))} agreement, "
                       f"{tables.fmt_metric(by_alpha[a], 'test_acc', 100)} % accuracy ({text.seeds(by_alpha[a])})"
                       for a in alphas)
@@ -202,7 +203,7 @@ def richer_soft_labels(by_count: Mapping[int, ClassRuns]) -> Verdict:
         return (1 - m[f"students, {k} classes"]) / (1 - m[f"teacher pairs, {k} classes"])
 
     parts = family([part(f"share kept, {most} minus {few} classes", groups,
-                          lambda m: share(m, most) - share(m, few), 0.0, BELOW, "")])
+                          lambda m: share(m, most) - share(m, few), 0.0, BELOW, "", effect=SHARE_DELTA)])
     rows = []
     for k in counts:
         agree, pairs = disagreement_share(by_count[k].students, by_count[k].teachers)
@@ -235,7 +236,7 @@ def capacity_gap(deep, deep_students: Sequence, teacher, students: Sequence, poo
 
     parts = family([part("share kept, deeper teacher minus self-distillation", groups,
                           lambda m: kept(m, DEEP, "deep teacher vs the pool")
-                          - kept(m, "E1's students", "pool pairs"), 0.0, ABOVE, "")])
+                          - kept(m, "E1's students", "pool pairs"), 0.0, ABOVE, "", effect=SHARE_DELTA)])
     evidence = (f"The PreResNet-{deep.spec.depth} teacher reaches {100 * deep.metrics['test_acc']:.2f} % test accuracy "
                 f"(the pool's PreResNet-20s {tables.fmt_metric(pool, 'test_acc', 100)} %). Its students agree with it "
                 f"on "

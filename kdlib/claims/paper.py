@@ -17,8 +17,9 @@ from kdlib.claims import text
 from kdlib.claims.evidence import (agreement_per_image, correct_per_image, fixed, group, kl_per_image,
                                    own_agreement, own_teachers, pair_agreement, paired, rise_over_last_fifth,
                                    seeds_of)
-from kdlib.claims.rules import (ABOVE, BELOW, FAR_FROM_FAITHFUL, JUMP_WINDOW, MOST, NO_HIGHER, NON_INFERIORITY,
-                                family, rise_width, window_share)
+from kdlib.claims.rules import (ABOUT_HALF, ABOVE, AGREEMENT_DELTA, BELOW, CKA_DELTA, FAR_FROM_FAITHFUL, FRACTION_DELTA,
+                                JUMP_WINDOW, KL_DELTA, MARGIN, MOST, NO_HIGHER, NON_INFERIORITY, family, planned,
+                                rise_width, window_share)
 from kdlib.claims.verdict import Verdict, part, why_not
 
 
@@ -42,7 +43,8 @@ def student_accuracy(teacher, students: Sequence, labels: np.ndarray) -> Verdict
                   "teacher": group(correct_per_image(own, labels), students, "pairs")}
         whose = "their own teachers"
     parts = family([part("student minus teacher, test accuracy", groups,
-                         lambda m: 100 * (m["students"] - m["teacher"]), NON_INFERIORITY, ABOVE, "points")])
+                         lambda m: 100 * (m["students"] - m["teacher"]), NON_INFERIORITY, ABOVE, "points",
+                         effect=planned(MARGIN, "e1-accuracy"))])
     evidence = (f"Students ({text.seeds(students)}) reach {text.pct(correct)} test accuracy, {whose} "
                 f"{text.pct(groups['teacher'].values)}: a difference of {parts[0].text()}.")
     teachers = [teacher] if own is None else own
@@ -75,7 +77,8 @@ def far_from_faithful(teacher, students: Sequence, pool: Sequence) -> Verdict:
         return Verdict("e1-fidelity", "E1", "far from faithful", "Needs at least two teachers.", "")
     groups = {"students": group(agree, students), "teacher pairs": fixed(np.stack(pairs))}
     parts = family([part("student's disagreement / independent teachers' disagreement", groups,
-                         lambda m: (1 - m["students"]) / (1 - m["teacher pairs"]), FAR_FROM_FAITHFUL, ABOVE, "")])
+                         lambda m: (1 - m["students"]) / (1 - m["teacher pairs"]), FAR_FROM_FAITHFUL, ABOVE, "",
+                         effect=planned(MARGIN, "e1-fidelity"))])
     augmented = (f" ({text.pct([r.metrics['train_aug_agreement'] for r in students])} of the augmented training "
                  "images)" if all("train_aug_agreement" in r.metrics for r in students) else "")
     evidence = (f"Students agree with their {'teacher' if own is None else 'own teachers'} on {text.pct(agree)} of "
@@ -119,9 +122,10 @@ def beyond_independent(teachers: Sequence, students: Sequence, own: Sequence | N
     study = {"students": group(own_agree, students), "teacher pairs": fixed(pairs)}
     parts = family([
         part(f"against the paper's baseline (own teacher minus {unseen})", paper,
-             lambda m: 100 * (m["own teacher"] - m["other teachers"]), 0.0, ABOVE, "points"),
+             lambda m: 100 * (m["own teacher"] - m["other teachers"]), 0.0, ABOVE, "points", effect=AGREEMENT_DELTA),
         part("against the study's baseline (student minus teacher-teacher agreement)", study,
-             lambda m: 100 * (m["students"] - m["teacher pairs"]), 0.0, ABOVE, "points")])
+             lambda m: 100 * (m["students"] - m["teacher pairs"]), 0.0, ABOVE, "points",
+             effect=planned(AGREEMENT_DELTA, "e0-study-baseline"))])
     if own is None:
         who = (f"Students of teacher 0 agree {100 * own_agree.mean():.2f} % with it and {100 * others.mean():.2f} % with "
                f"teachers {', '.join(str(t.spec.seed) for t in teachers[1:])}, which they never saw")
@@ -166,7 +170,8 @@ def ensemble_size(by_size: Mapping[int, Sequence], pool: Sequence, own: Mapping[
         block = None  # each size its own runs: unpaired
     groups = {f"m={m}": group(agree[m], by_size[m], block) for m in (lo, hi)}
     parts = family([part(f"agreement at m = {hi} minus m = {lo}", groups,
-                          lambda m: 100 * (m[f"m={hi}"] - m[f"m={lo}"]), 0.0, ABOVE, "points")])
+                         lambda m: 100 * (m[f"m={hi}"] - m[f"m={lo}"]), 0.0, ABOVE, "points",
+                         effect=planned(AGREEMENT_DELTA, "e2-ensembles"))])
     rows = "; ".join(f"m = {m}: {text.pct(agree[m])} (ensemble accuracy "
                      f"{100 * tables.mean_metric(by_size[m], 'teacher_test_acc'):.2f} %)" for m in sizes)
     evidence = f"Test agreement with the ensemble: {rows}. Difference {parts[0].text()}."
@@ -207,9 +212,11 @@ def sharp_transition(models: Mapping[str, tuple]) -> Verdict:
             return np.stack([m[f"{l:g}"] for l in grid])
 
         specs.append(part(f"{prefix}rise in train agreement, λ = {grid[0]:g} to {grid[-1]:g}", groups,
-                           lambda m, s=stacked: 100 * (s(m)[-1] - s(m)[0]), 0.0, ABOVE, "points", pool_seeds=True))
+                          lambda m, s=stacked: 100 * (s(m)[-1] - s(m)[0]), 0.0, ABOVE, "points", pool_seeds=True,
+                          effect=planned(AGREEMENT_DELTA, "e3-rise")))
         specs.append(part(f"{prefix}share of the rise between λ = {lo:g} and {hi:g}", groups,
-                           lambda m, s=stacked, g=grid: window_share(s(m), g), MOST, ABOVE, "", pool_seeds=True))
+                          lambda m, s=stacked, g=grid: window_share(s(m), g), MOST, ABOVE, "", pool_seeds=True,
+                          effect=planned(MARGIN, "e3-share")))
         means = np.array([[curve[l].mean()] for l in grid])
         shown.append(f"{prefix}the middle 80 % of the rise spans λ = {rise_width(means, grid)[0]:.2f} (descriptive)")
         steps = np.diff([curve[l].mean() for l in grid])
@@ -236,9 +243,10 @@ def cka_not_agreement(teacher, random: Sequence, teacher_init: Sequence) -> Verd
     agree = {"teacher init": group(a_init, teacher_init, "seeds"), "random init": group(a_rand, random, "seeds")}
     parts = family([
         part("CKA at stage 1, teacher init minus random init", cka,
-              lambda m: m["teacher init"] - m["random init"], 0.0, ABOVE, ""),
+             lambda m: m["teacher init"] - m["random init"], 0.0, ABOVE, "", effect=planned(CKA_DELTA, "e4-cka")),
         part("test agreement, teacher init minus random init", agree,
-              lambda m: 100 * (m["teacher init"] - m["random init"]), NO_HIGHER, BELOW, "points")])
+             lambda m: 100 * (m["teacher init"] - m["random init"]), NO_HIGHER, BELOW, "points",
+             effect=planned(MARGIN, "e4-agreement"))])
 
     def stages(runs):
         return " / ".join(f"{np.mean([r.metrics['cka'][i] for r in runs]):.3f}" for i in range(3))
@@ -272,11 +280,11 @@ def temperature_and_mixup(low: Sequence, high: Sequence, mixup: Sequence, pool: 
 
     parts = family([
         part(f"agreement at τ = {t_hi:g} minus τ = {t_lo:g}", tau, lambda m: 100 * (m["high"] - m["low"]),
-              0.0, ABOVE, "points"),
+             0.0, ABOVE, "points", effect=planned(AGREEMENT_DELTA, "e5-temperature")),
         part(f"KL with MixUp minus without (τ = {t_hi:g})", kl, lambda m: m["mixup"] - m["plain"], 0.0, BELOW,
-              "nats"),
+             "nats", effect=planned(KL_DELTA, "e5-kl")),
         part("MixUp: fraction of the KL removed minus fraction of the disagreement removed", mix, relative_gain,
-              0.0, ABOVE, "")])
+             0.0, ABOVE, "", effect=planned(FRACTION_DELTA, "e5-fractions"))])
     evidence = (f"Agreement {text.pct(a_lo)} at τ = {t_lo:g} and {text.pct(a_hi)} at τ = {t_hi:g} "
                 f"({parts[0].text()}). MixUp at τ = {t_hi:g}: agreement {text.pct(a_mix)}, KL {k_hi.mean():.3f} → "
                 f"{k_mix.mean():.3f} ({parts[1].text()}); fraction of the KL removed minus fraction of the "
@@ -301,8 +309,10 @@ def optimiser_and_length(base: Sequence, alternatives: Mapping[str, Sequence], t
             labels.append(f"{name} ({'test' if split == 'test' else 'train'})")
             groups = {"base": group(agree[split]["baseline"], base, "seeds"),
                       "alt": group(agree[split][name], runs, "seeds")}
+            adam = getattr(getattr(runs[0].spec, "recipe", None), "optimizer", "") == "adam"
+            effect = (planned(ABOUT_HALF, "e6-adam" if adam else "e6-long") if split == "test" else ABOUT_HALF)
             specs.append(part(f"{name}: fraction of the gap closed on {where} images", groups,
-                               lambda m: (m["alt"] - m["base"]) / (1 - m["base"]), MOST, BELOW, ""))
+                              lambda m: (m["alt"] - m["base"]) / (1 - m["base"]), MOST, BELOW, "", effect=effect))
     parts = family(specs)
     rows = [f"{label}: {text.pct(agree['test'][label])} test, {text.pct(agree['train_aug'][label])} train"
             for label in agree["test"]]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kdlib.claims import text
-from kdlib.claims.rules import FAILS, HOLDS, Part, combine
+from kdlib.claims.rules import FAILS, HOLDS, MARGIN, Effect, Part, combine
 from kdlib.stats import estimate, noise_model
 
 
@@ -42,11 +42,12 @@ class Verdict:
                 "why": self.why, "parts": [p.to_json() for p in self.parts]}
 
 
-def part(name, groups, statistic, boundary, claimed, unit, pool_seeds=False) -> tuple:
-    """(name, interval, boundary, claimed side, unit, noise model) of one part: `statistic` of the
-    groups' means (kdlib.stats.estimate) against `boundary`, claimed to lie on side `claimed`."""
+def part(name, groups, statistic, boundary, claimed, unit, pool_seeds=False, effect: Effect = MARGIN) -> tuple:
+    """(name, interval, boundary, claimed side, unit, noise model, effect) of one part: `statistic` of
+    the groups' means (kdlib.stats.estimate) against `boundary` moved by the effect's delta, claimed to
+    lie on side `claimed` (kdlib.claims.rules.Part)."""
     return (name, estimate(groups, statistic, pool_seeds), boundary, claimed, unit,
-            {**noise_model(groups), "pooled_seeds": pool_seeds})
+            {**noise_model(groups), "pooled_seeds": pool_seeds}, effect)
 
 
 def why_not(parts: Sequence[Part], *more: str, if_fails: str = "") -> str:
