@@ -41,8 +41,10 @@ def show(verdicts) -> None:
     for v in verdicts:
         print(f"[{v.verdict}] {v.experiment}: {v.claim}" + (f" (speaks of {v.scope})" if v.scope else ""))
         for p in v.parts:
-            print(f"    {p.verdict:>13}: {p.name}: {p.text()}; boundary {p.boundary:g}, claimed {p.claimed}; "
-                  f"{p.noise_text}")
+            delta = f", δ {p.effect.delta:g} (threshold {p.threshold:g})" if p.effect.delta else ""
+            finding = f"; {p.finding()}" if p.finding() else ""
+            print(f"    {p.verdict:>13}: {p.name}: {p.text()}; boundary {p.boundary:g}{delta}, claimed {p.claimed}; "
+                  f"{p.noise_text}{finding}")
         if v.why:
             print(f"    why: {v.why}")
 

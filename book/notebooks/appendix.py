@@ -122,11 +122,12 @@ times
 # %% [markdown]
 # ## The runs that would decide each claim
 #
-# For every part of every claim: its estimate and interval, the seeds per setting these runs have,
-# and how many would decide it (its interval on one side of its boundary) with 80 % probability if
-# the true value were the one measured, from the seed and image variance parts these runs measured
-# (`kdlib.claims.power.power`; the images' part stays, the seeds' part shrinks as one over the seeds).
-# A part whose estimate sits close to its boundary needs many seeds; one already decided needs no more.
+# For every part of every claim: its estimate and interval, the seeds per setting these runs have, its
+# smallest effect that matters (δ), and how many seeds would decide it with 80 % probability if the
+# truth were an effect declared in advance: the one the paper or the study published, and, where δ > 0,
+# no effect at all (`kdlib.claims.power.plans`, from the seed and image variance parts these runs
+# measured: the images' part stays, the seeds' part shrinks as one over the seeds). Where no number of
+# seeds would, the images' part is what bounds it, and the table says how many test images would.
 # The questions beyond the paper follow the paper's claims; B4 counts students, not seeds.
 
 # %% tags=["hide-input"]

@@ -14,9 +14,10 @@ COLOURS = {HOLDS: "#1b7837", FAILS: "#b2182b", "inconclusive": "#878787"}
 
 def verdict_figure(verdicts: Sequence):
     """A matplotlib figure with one row per part of every claim: the estimate (dot), its 95 %
-    interval (bar; an arrow where it has no bound), the boundary (dashed) and the claimed side
-    (shaded), coloured by the part's verdict; each row on its own scale (the parts have different
-    units). Returns the figure."""
+    interval (bar; an arrow where it has no bound), the boundary (dashed), the threshold the smallest
+    effect that matters puts beyond it (dotted, where delta > 0) and the claimed side of it (shaded),
+    coloured by the part's verdict; each row on its own scale (the parts have different units).
+    Returns the figure."""
     rows = [(v, p) for v in verdicts for p in v.parts]
     if not rows:
         fig = plt.figure(figsize=(9, 0.8))
@@ -25,13 +26,15 @@ def verdict_figure(verdicts: Sequence):
     fig, axes = plt.subplots(len(rows), 1, figsize=(9, 0.62 * len(rows) + 0.6), squeeze=False)
     for ax, (v, p) in zip(axes[:, 0], rows):
         low, high = p.interval.bounds()
-        finite = [x for x in (low, high, p.interval.estimate, p.boundary) if math.isfinite(x)]
+        finite = [x for x in (low, high, p.interval.estimate, p.boundary, p.threshold) if math.isfinite(x)]
         span = (max(finite) - min(finite)) or 1.0
         left, right = min(finite) - 0.15 * span, max(finite) + 0.15 * span
         colour = COLOURS[p.verdict]
-        ax.axvspan(p.boundary, right, color=colour if p.claimed == ABOVE else "none", alpha=0.06)
-        ax.axvspan(left, p.boundary, color=colour if p.claimed != ABOVE else "none", alpha=0.06)
+        ax.axvspan(p.threshold, right, color=colour if p.claimed == ABOVE else "none", alpha=0.06)
+        ax.axvspan(left, p.threshold, color=colour if p.claimed != ABOVE else "none", alpha=0.06)
         ax.axvline(p.boundary, color="black", ls="--", lw=0.8)
+        if p.effect.delta:  # the smallest effect that matters: what the interval is held against
+            ax.axvline(p.threshold, color="black", ls=":", lw=1.2)
         ax.plot([max(low, left), min(high, right)], [0, 0], color=colour, lw=3, solid_capstyle="butt")
         for bound, edge, marker in ((low, left, "<"), (high, right, ">")):
             if not math.isfinite(bound):
@@ -43,6 +46,8 @@ def verdict_figure(verdicts: Sequence):
         for side in ("top", "right", "left"):
             ax.spines[side].set_visible(False)
         unit = f" ({p.unit})" if p.unit else ""
-        ax.set_title(f"{v.experiment} · {p.name}{unit} — {p.verdict}", fontsize=8, loc="left", pad=2, color=colour)
+        delta = f", δ = {p.effect.delta:g}" if p.effect.delta else ""
+        ax.set_title(f"{v.experiment} · {p.name}{unit}{delta} — {p.verdict}", fontsize=8, loc="left", pad=2,
+                     color=colour)
     fig.tight_layout(h_pad=0.4)
     return fig

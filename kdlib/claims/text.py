@@ -40,7 +40,8 @@ def unresolved(parts) -> str:
     for p in parts:
         if p.verdict == HOLDS:
             continue
-        out.append(f"{p.name}: {p.text()}, {p.reason()} ({p.noise_text})")
+        finding = f"; {p.finding()}" if p.finding() else ""
+        out.append(f"{p.name}: {p.text()}, {p.reason()}{finding} ({p.noise_text})")
     return "; ".join(out) + "." if out else ""
 
 
@@ -53,10 +54,12 @@ def markdown(verdicts: Sequence) -> str:
 
 def summary_table(verdicts: Sequence) -> str:
     """The E7 table as Markdown: each claim, its verdict and the comparisons that decided it."""
-    rows = ["| claim | verdict | deciding comparisons: estimate [95 % interval], boundary |", "|---|---|---|"]
+    rows = ["| claim | verdict | deciding comparisons: estimate [95 % interval], threshold (boundary ± δ) |",
+            "|---|---|---|"]
     for v in verdicts:
-        deciding = "; ".join(f"{p.name}: {p.text()}, {'>' if p.claimed == 'above' else '<'} {p.boundary:g}"
-                             for p in v.parts) or v.evidence
+        deciding = "; ".join(f"{p.name}: {p.text()}, {'>' if p.claimed == 'above' else '<'} {p.threshold:g}"
+                             + (f" (δ = {p.effect.delta:g})" if p.effect.delta else "")
+                             + (f"; {p.finding()}" if p.finding() else "") for p in v.parts) or v.evidence
         verdict = f"**{v.verdict}**" if v.verdict == HOLDS else v.verdict
         rows.append(f"| {v.experiment} · {v.title} (`{v.id}`) | {verdict} | {deciding} |")
     return "\n".join(rows)
