@@ -50,6 +50,9 @@ def test_the_wheel_carries_the_report_sources_and_entry_points(tmp_path):
     assert wheel.name.startswith(f"kdlib-{kdlib.__version__}-")
     names = set(zipfile.ZipFile(wheel).namelist())
     book = [n for n in names if n.startswith("kdlib/book/")]
+    for package in ("kdlib/execute/__init__.py", "kdlib/execute/ray_backend.py", "kdlib/authors/__init__.py",
+                    "kdlib/authors/__main__.py", "kdlib/claims/power.py", "kdlib/study.py", "kdlib/verdicts.py"):
+        assert package in names, package
     for notebook in report.NOTEBOOKS:
         assert f"kdlib/book/notebooks/{notebook}.py" in names
     for needed in ("_config.yml", "_toc.yml", "index.md", "background.md", "references.bib", "_ext/kdlib_assets.py",
@@ -66,7 +69,7 @@ def test_the_wheel_carries_the_report_sources_and_entry_points(tmp_path):
     assert "papermill" in metadata and "License-Expression: MIT" in metadata
     assert "Requires-Dist: scipy" in metadata  # kdlib.stats needs it without the report extra
     entry_points = zipfile.ZipFile(wheel).read(meta.replace("METADATA", "entry_points.txt")).decode()
-    assert "kdlib-report = kdlib.report:main" in entry_points and "kdlib-claims = kdlib.claims:main" in entry_points
+    assert "kdlib-report = kdlib.report:main" in entry_points and "kdlib-claims = kdlib.verdicts:main" in entry_points
 
 
 def test_every_protocol_reference_points_at_a_section_and_no_code_cites_an_issue():
