@@ -208,13 +208,12 @@ def _num(x: float, digits: int) -> str:
     return f"{x:.{digits}f}" if math.isfinite(x) else ("inf" if x > 0 else "-inf")
 
 
-def estimate(groups: Mapping[str, Group], statistic: Callable[[dict[str, np.ndarray]], np.ndarray],
-             pool_seeds: bool = False) -> Interval:
+def estimate(groups: Mapping[str, Group], statistic: Callable[[dict[str, np.ndarray]], np.ndarray]) -> Interval:
     """`statistic` of the groups' means, with its standard error over seeds and images.
 
-    pool_seeds: the blocks are one metric at several settings with a common spread over seeds (E3's
-        points of one curve): one between-seed variance is pooled over them, with sum(U_b - 1)
-        degrees of freedom, instead of each block's own (a block of 2 seeds has 1).
+    Each block keeps its own between-seed variance (no common spread is assumed: E3's points of one
+    curve spread more where the curve climbs), and the blocks' parts add with Welch-Satterthwaite
+    degrees of freedom.
 
     statistic: maps {group name: (R,) array of that group's mean} to an (R,) array, for R points at
         once (the measured means and the perturbed ones of the numerical gradient).
@@ -234,10 +233,7 @@ def estimate(groups: Mapping[str, Group], statistic: Callable[[dict[str, np.ndar
 
     g = dict(zip(names, grad))
     seed_parts, units = [], {}
-    if pool_seeds:
-        seed_parts = [_pooled_seed_part(groups, blocks, g)]
-        units = {b: len(groups[m[0]].labels) for b, m in blocks.items()}
-    for block, members in ([] if pool_seeds else blocks.items()):
+    for block, members in blocks.items():
         w = sum(g[n] * _run_level(groups[n].unit_means()) for n in members)
         u = len(w)
         units[block] = u
@@ -296,22 +292,6 @@ def _satterthwaite(pieces: Sequence[tuple[float, float]]) -> float:
     denom = sum(v * v / d for v, d in pieces if v > 0)
     total = sum(v for v, _ in pieces)
     return total * total / denom if denom > 0 else math.inf
-
-
-def _pooled_seed_part(groups, blocks, g) -> tuple[float, float]:
-    """(variance, df) of the seed part with one between-seed variance pooled over the blocks."""
-    squares, df, weight = 0.0, 0, 0.0
-    for members in blocks.values():
-        if len(members) != 1:
-            raise ValueError("pool_seeds needs one group per block (one metric at several settings)")
-        (name,) = members
-        m = _run_level(groups[name].unit_means())
-        squares += float(((m - m.mean()) ** 2).sum())
-        df += len(m) - 1
-        weight += g[name] ** 2 / len(m)
-    if df == 0:
-        return math.inf, 0
-    return weight * squares / df, df
 
 
 def _blocks(groups: Mapping[str, Group]) -> dict[str, list[str]]:

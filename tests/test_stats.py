@@ -122,27 +122,41 @@ def test_coverage_of_a_ratio(units):
     assert 0.93 <= cov <= 0.97, cov
 
 
-@pytest.mark.parametrize("curve", ["steady", "logistic", "jump"])
-def test_coverage_of_e3s_window_share_with_independent_lambdas(curve):
-    """E3's design: six lambdas below 1, two students each with seeds of their own (independent
-    blocks, one seed spread pooled over them), agreement per augmented training image; the statistic
-    is the share of the rise inside the paper's window. The truth is that share of the expected curve."""
-    grid = np.array([0.0, 0.2, 0.25, 0.3, 0.375, 0.5])
-    expected = {"steady": 0.7 + 0.4 * grid, "logistic": 0.7 + 0.2 / (1 + np.exp(-(grid - 0.3) / 0.06)),
-                "jump": 0.7 + 0.2 / (1 + np.exp(-(grid - 0.3) / 0.02))}[curve]
-    truth = float(window_share(expected[:, None], grid)[0])
+E3_GRID = np.array([0.0, 0.2, 0.25, 0.3, 0.375, 0.5])
+E3_CURVES = {"steady": 0.7 + 0.4 * E3_GRID, "logistic": 0.7 + 0.2 / (1 + np.exp(-(E3_GRID - 0.3) / 0.06)),
+             "jump": 0.7 + 0.2 / (1 + np.exp(-(E3_GRID - 0.3) / 0.02))}
 
-    def make():
-        seed = rng.normal(0, 0.02, (len(grid), 2))
-        p = np.clip(expected[:, None] + seed, 0, 1)
-        return {f"{lam:g}": Group((rng.random((2, 800)) < p[k][:, None]).astype(float)) for k, lam in enumerate(grid)}
+
+def e3_coverage(curve: str, spread_inside: float, sims: int) -> float:
+    """E3's design: six lambdas below 1, two students each with seeds of their own (independent
+    blocks), agreement per augmented training image (800); the statistic is the share of the rise
+    inside the paper's window. The students' seed spread is 0.02 outside the window and
+    `spread_inside` inside it, where a curve that climbs spreads most. The truth is that share of the
+    expected curve."""
+    expected = E3_CURVES[curve]
+    truth = float(window_share(expected[:, None], E3_GRID)[0])
+    sd = np.where((E3_GRID >= 0.25) & (E3_GRID <= 0.375), spread_inside, 0.02)
 
     def share(m):
-        return window_share(np.stack([m[f"{lam:g}"] for lam in grid]), grid)
+        return window_share(np.stack([m[f"{lam:g}"] for lam in E3_GRID]), E3_GRID)
 
-    sims = SIMS // 2
-    hits = sum(estimate(make(), share, pool_seeds=True).position(truth) == "within" for _ in range(sims))
-    assert 0.93 <= hits / sims <= 0.97, hits / sims
+    hits = 0
+    for _ in range(sims):
+        p = np.clip(expected[:, None] + rng.normal(0, 1, (len(E3_GRID), 2)) * sd[:, None], 0, 1)
+        groups = {f"{lam:g}": Group((rng.random((2, 800)) < p[k][:, None]).astype(float)) for k, lam in enumerate(E3_GRID)}
+        hits += estimate(groups, share).position(truth) == "within"
+    return hits / sims
+
+
+@pytest.mark.parametrize("curve", list(E3_CURVES))
+@pytest.mark.parametrize("spread_inside", [0.02, 0.08])
+def test_coverage_of_e3s_window_share_with_independent_lambdas(curve, spread_inside):
+    """Each lambda keeps its own seed spread (Welch-Satterthwaite over the lambdas): with the spread
+    four times larger inside the window than outside it the interval still covers, conservatively (a
+    seed spread pooled over the lambdas covered 87-92 % there: 1,000 simulations per case, 2026-12-05).
+    At least 93 %, at most 98.5 % (1,000 simulations per case measured 96.6-97.6 %)."""
+    cov = e3_coverage(curve, spread_inside, SIMS // 2)
+    assert 0.93 <= cov <= 0.985, cov
 
 
 @pytest.mark.parametrize("units", [2, 3, 5])

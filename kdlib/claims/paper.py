@@ -186,8 +186,8 @@ def sharp_transition(models: Mapping[str, tuple]) -> Verdict:
     """5. Fidelity jumps sharply at an intermediate lambda (E3): on train agreement (augmented
     training images, eval mode), the curve over the lambdas below 1 rises, and more than half
     (MOST) of that rise happens inside JUMP_WINDOW (rules.window_share). Each lambda's students are
-    independent runs (seeds of their own) whose spread over seeds is pooled over the lambdas (one
-    curve, one seed spread); lambda = 1 is shown, never decides.
+    independent runs (seeds of their own), each lambda with its own spread over seeds (they spread
+    more where the curve climbs); lambda = 1 is shown, never decides.
 
     models: model name (e.g. "LayerNorm") -> (the teacher, {lambda: students})."""
     lo, hi = JUMP_WINDOW
@@ -212,10 +212,10 @@ def sharp_transition(models: Mapping[str, tuple]) -> Verdict:
             return np.stack([m[f"{l:g}"] for l in grid])
 
         specs.append(part(f"{prefix}rise in train agreement, λ = {grid[0]:g} to {grid[-1]:g}", groups,
-                          lambda m, s=stacked: 100 * (s(m)[-1] - s(m)[0]), 0.0, ABOVE, "points", pool_seeds=True,
+                          lambda m, s=stacked: 100 * (s(m)[-1] - s(m)[0]), 0.0, ABOVE, "points",
                           effect=planned(AGREEMENT_DELTA, "e3-rise")))
         specs.append(part(f"{prefix}share of the rise between λ = {lo:g} and {hi:g}", groups,
-                          lambda m, s=stacked, g=grid: window_share(s(m), g), MOST, ABOVE, "", pool_seeds=True,
+                          lambda m, s=stacked, g=grid: window_share(s(m), g), MOST, ABOVE, "",
                           effect=planned(MARGIN, "e3-share")))
         means = np.array([[curve[l].mean()] for l in grid])
         shown.append(f"{prefix}the middle 80 % of the rise spans λ = {rise_width(means, grid)[0]:.2f} (descriptive)")

@@ -45,8 +45,8 @@ def _setup(part: Part, effect: float):
 def power(part: Part, effect: float | None = None, target: float = TARGET, most: int = MOST) -> int | None:
     """Units (seeds) per block that would decide `part` with probability `target` if the quantity's
     true value were `effect` (default: the estimate measured), from the part's measured variance
-    parts. As the interval does, each part keeps its own t quantile (its degrees of freedom: U - 1 per
-    block, summed over pooled blocks): decided when |effect - threshold| exceeds the half-width of the
+    parts. As the interval does, each part keeps its own t quantile (the seeds' U - 1 degrees of
+    freedom: the fewest any block would have): decided when |effect - threshold| exceeds the half-width of the
     interval that decides (95 % on the claimed side; on the other side the family's Bonferroni
     interval, as the rule needs to say "does not hold") plus the `target` quantile's. None when no
     count up to `most` would, no variance was measured, or the part's noise is not a seed model (B4)."""
@@ -56,10 +56,9 @@ def power(part: Part, effect: float | None = None, target: float = TARGET, most:
         return None
     distance, confidence = setup
     units = max(part.noise["units"].values(), default=0)
-    blocks = len(part.noise["units"]) if part.noise.get("pooled_seeds") else 1
     per_unit = iv.seeds * units  # the seed part of one unit per block
     for n in range(2, most + 1):
-        pieces = [(per_unit / n, (n - 1) * blocks), (iv.images, math.inf)]
+        pieces = [(per_unit / n, n - 1), (iv.images, math.inf)]
 
         def half(q):
             return math.sqrt(sum(v * _quantile(q, d) ** 2 for v, d in pieces if v > 0))

@@ -42,12 +42,11 @@ class Verdict:
                 "why": self.why, "parts": [p.to_json() for p in self.parts]}
 
 
-def part(name, groups, statistic, boundary, claimed, unit, pool_seeds=False, effect: Effect = MARGIN) -> tuple:
+def part(name, groups, statistic, boundary, claimed, unit, effect: Effect = MARGIN) -> tuple:
     """(name, interval, boundary, claimed side, unit, noise model, effect) of one part: `statistic` of
     the groups' means (kdlib.stats.estimate) against `boundary` moved by the effect's delta, claimed to
     lie on side `claimed` (kdlib.claims.rules.Part)."""
-    return (name, estimate(groups, statistic, pool_seeds), boundary, claimed, unit,
-            {**noise_model(groups), "pooled_seeds": pool_seeds}, effect)
+    return (name, estimate(groups, statistic), boundary, claimed, unit, noise_model(groups), effect)
 
 
 def why_not(parts: Sequence[Part], *more: str, if_fails: str = "") -> str:
