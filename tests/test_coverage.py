@@ -1,0 +1,115 @@
+"""Coverage of the claims' own estimators, each simulated in its claim's design and through the claim's
+own function (protocol §8, §9): an interval that says 95 % covers 95 %, and a claim is called "holds"
+at most 2.5 % of the time when the truth sits on its boundary.
+
+B5: the calibration slope. Images carry a true posterior, softmax(u) with u ~ N(0, 2^2) over 20
+classes, and their labels are drawn from it; a network sees u through noise of its own and a
+temperature t (t < 1: overconfident). The report's design: teachers fixed (one network at m = 1, the
+ensemble of three at m = 3), three students per size paired by seed (a seed shifts a student's
+temperature at both sizes), 2,000 test images. The truth is the slope of the students' expected
+calibration error on the teachers', both computed on 100,000 images.
+"""
+
+import math
+import zlib
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from kdlib import metrics
+from kdlib.claims.beyond import calibration_transfer
+from kdlib.claims.rules import FAILS, HOLDS
+from kdlib.losses import ensemble_logits
+
+SIMS = int(__import__("os").environ.get("KDLIB_SIMS", 2000)) // 4  # each simulation scores eight networks
+CLASSES, SIGNAL, NOISE = 20, 2.0, 0.8
+TEACHER_T = 0.6      # each of the three teachers: overconfident; their ensemble much less so
+SEED_T = 0.02        # how far a seed moves a student's temperature (at both sizes alike)
+N_TEST = 2000
+
+
+def images(n, g):
+    """n images' true posteriors' logits u (n, C) and labels drawn from softmax(u)."""
+    u = g.normal(0, SIGNAL, (n, CLASSES))
+    p = np.exp(u - u.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    return u, (p.cumsum(1) > g.random((n, 1))).argmax(1)
+
+
+def network(u, t, g):
+    return torch.from_numpy((u + NOISE * g.normal(0, 1, u.shape)) / t)
+
+
+@pytest.fixture(scope="module")
+def population():
+    """Expected calibration errors on 100,000 images: the teachers' at m = 1 and 3, and a student's as a
+    function of its temperature, averaged over the seeds' shift (Gauss-Hermite, 5 nodes)."""
+    g = np.random.default_rng(20211206)
+    u, y = images(100_000, g)
+    labels = torch.from_numpy(y)
+
+    def error(z):
+        return metrics.calibration_gap(z, labels).mean().item()
+
+    teachers = [network(u, TEACHER_T, g) for _ in range(3)]
+    nodes, weights = np.polynomial.hermite_e.hermegauss(5)
+    weights = weights / weights.sum()
+
+    noise = g.normal(0, 1, u.shape)  # one student network's noise: its error a smooth function of t
+
+    def student(t):
+        return float(sum(w * error(torch.from_numpy((u + NOISE * noise) / (t + SEED_T * x)))
+                         for x, w in zip(nodes, weights)))
+
+    return {"teacher": {1: error(teachers[0]), 3: error(ensemble_logits(torch.stack(teachers)))}, "student": student}
+
+
+def run(logits, seed):
+    return SimpleNamespace(test_logits=lambda z=logits: z, spec=SimpleNamespace(seed=seed))
+
+
+def simulate(student_t: dict, g):
+    """One draw of the report's design: its verdict's part."""
+    u, y = images(N_TEST, g)
+    pool = [run(network(u, TEACHER_T, g), 100 + k) for k in range(3)]
+    shift = g.normal(0, SEED_T, 3)
+    by_size = {m: [run(network(u, student_t[m] + shift[s], g), s) for s in range(3)] for m in (1, 3)}
+    (part,) = calibration_transfer(by_size, pool, y).parts
+    return part
+
+
+def truth(population, student_t):
+    t = population["teacher"]
+    return (population["student"](student_t[3]) - population["student"](student_t[1])) / (t[3] - t[1])
+
+
+@pytest.mark.parametrize("transfer, student_t", [("strong", {1: 0.65, 3: 0.85}), ("weak", {1: 1.0, 3: 1.1}),
+                                                 ("about half", {1: 0.8, 3: 1.04})])
+def test_coverage_of_b5s_calibration_slope(population, request, transfer, student_t):
+    """The slope's interval covers its truth 93-97 % (or conservatively), strong transfer, weak, and
+    about half of it with the students well calibrated at m = 3 (where the binned ECE's floor biased
+    the old estimate towards "holds")."""
+    g = np.random.default_rng([20211206, zlib.crc32(request.node.nodeid.encode())])
+    slope = truth(population, student_t)
+    hits = sum(simulate(student_t, g).interval.position(slope) == "within" for _ in range(SIMS))
+    tolerance = 3 * math.sqrt(0.95 * 0.05 / SIMS)
+    assert 0.93 - tolerance <= hits / SIMS <= 0.985, (transfer, slope, hits / SIMS)
+
+
+def test_b5_rarely_holds_when_half_the_teachers_change_reaches_the_students(population, request):
+    """At a true slope of 0.5 or more, "holds" (slope < 0.5) comes out at most 2.5 % of the time (plus
+    three simulation standard errors); the slope of the binned ECE, which this replaced, said "holds"
+    about 20 % of the time in a simulation of this kind (issue 28's review)."""
+    g = np.random.default_rng([20211206, zlib.crc32(request.node.nodeid.encode())])
+    lo, hi = 0.9, 1.2  # the m = 3 temperature at which the slope is 0.5: bisection on the truth
+    for _ in range(20):  # the slope grows with the temperature at m = 3 (the student better calibrated)
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if truth(population, {1: 0.8, 3: mid}) > 0.5 else (mid, hi)
+    student_t = {1: 0.8, 3: lo}
+    assert truth(population, student_t) == pytest.approx(0.5, abs=0.01)
+    verdicts = [simulate(student_t, g).verdict for _ in range(SIMS)]
+    held = verdicts.count(HOLDS) / SIMS
+    assert held <= 0.025 + 3 * math.sqrt(0.025 * 0.975 / SIMS), held
+    assert verdicts.count(FAILS) < SIMS  # the boundary itself is not decided against either, mostly
