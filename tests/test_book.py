@@ -127,4 +127,4 @@ def test_the_paper_scale_chapters_read_the_authors_networks(tiny_book):
     assert "Students are far from faithful" in p1 and "each against its own teacher" in p1
     p2 = markdown("p2_landscape")
     assert "Along the straight line from a self-distilled student to its own teacher" in p2
-    assert "test images per point: λ = " in p2 and "not a verdict" in p2
+    assert re.search(r"test images per point: [^.]*λ = \d", p2) and "not a verdict" in p2, p2

@@ -58,7 +58,8 @@ def matched(agree: float, gain: float, seed: int = 0) -> FakeRun:
 
 
 def b4_case(agree_gain):
-    """The students spread over every setting of a ClaimRuns, all taught by one teacher."""
+    """The students spread over nine settings of a StudyRuns (two students in three of them), all taught
+    by one teacher."""
     teacher = FakeRun(B4_TEACHER)
     s = [matched(a, g, seed=i) for i, (a, g) in enumerate(agree_gain)]
     fields = dict(E0=[teacher, FakeRun(TEACHER, seed=1)], E1=s[0::9], E2={1: s[1::9]},
@@ -66,7 +67,8 @@ def b4_case(agree_gain):
                   E4={"random": s[4::9]}, E5={"tau=4": s[5::9], plans.MIXUP: s[6::9]},
                   E6={"SGD": s[7::9], "adam": s[8::9]})
     fields.update(B1={}, B2={}, B3={})
-    return fidelity_and_generalisation([Taught("", x, [teacher], LABELS) for x in s]), beyond_runs("B4", 1, **fields)
+    runs = beyond_runs("B4", 1, **fields)
+    return fidelity_and_generalisation(study.students(runs)), runs
 
 
 AGREE = [0.60 + 0.02 * i for i in range(12)]
@@ -85,7 +87,7 @@ def _():  # gain rises with agreement but two neighbours swapped: rho = 0.99, in
 
 
 @case("B4", INCONCLUSIVE)
-def _():  # five students, a loose relation (rho = 0.1): Fisher's z interval spans -0.86 to 0.90
+def _():  # five students in five settings, a loose relation (rho = 0.1): Fisher's z interval spans -0.86 to 0.90
     return b4_case([(0.60, 0.02), (0.65, 0.05), (0.70, 0.01), (0.75, 0.04), (0.80, 0.03)])
 
 
@@ -284,8 +286,8 @@ def test_students_by_setting_lists_each_student_once_with_its_teachers_and_label
     assert [len(x.teachers) for x in study.students(runs)][5:8] == [3, 3, 3]
 
 
-def test_b1_needs_four_students():
-    v, _ = b4_case([(0.60, 0.01), (0.70, 0.02), (0.80, 0.03)])  # rho = 1 but n - 3 = 0: no interval
+def test_b4_needs_four_settings():
+    v, _ = b4_case([(0.60, 0.01), (0.70, 0.02), (0.80, 0.03)])  # three settings: rho = 1 but n - 3 = 0, no interval
     assert v.verdict == INCONCLUSIVE and "at least four" in v.evidence
     assert v.parts[0].interval.bounds() == (-1.0, 1.0)
 

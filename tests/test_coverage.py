@@ -8,9 +8,13 @@ temperature t (t < 1: overconfident). The report's design: teachers fixed (one n
 ensemble of three at m = 3), three students per size paired by seed (a seed shifts a student's
 temperature at both sizes), 2,000 test images. The truth is the slope of the students' expected
 calibration error on the teachers', both computed on 100,000 images.
+
+B4: the rank correlation of agreement and gain over the reduced scale's settings (48 students in 20
+settings, built from the plans): each setting draws its own effect, its students share it.
 """
 
 import math
+import os
 import zlib
 from types import SimpleNamespace
 
@@ -18,12 +22,14 @@ import numpy as np
 import pytest
 import torch
 
-from kdlib import metrics
-from kdlib.claims.beyond import calibration_transfer
+from kdlib import metrics, plans, study
+from kdlib.claims.beyond import Taught, by_setting, calibration_transfer
 from kdlib.claims.rules import FAILS, HOLDS
 from kdlib.losses import ensemble_logits
+from kdlib.scales import get_scale
+from kdlib.stats import rank_correlation
 
-SIMS = int(__import__("os").environ.get("KDLIB_SIMS", 2000)) // 4  # each simulation scores eight networks
+SIMS = int(os.environ.get("KDLIB_SIMS", 2000)) // 4  # each simulation scores eight networks
 CLASSES, SIGNAL, NOISE = 20, 2.0, 0.8
 TEACHER_T = 0.6      # each of the three teachers: overconfident; their ensemble much less so
 SEED_T = 0.02        # how far a seed moves a student's temperature (at both sizes alike)
@@ -101,7 +107,7 @@ def test_coverage_of_b5s_calibration_slope(population, request, transfer, studen
 def test_b5_rarely_holds_when_half_the_teachers_change_reaches_the_students(population, request):
     """At a true slope of 0.5 or more, "holds" (slope < 0.5) comes out at most 2.5 % of the time (plus
     three simulation standard errors); the slope of the binned ECE, which this replaced, said "holds"
-    about 20 % of the time in a simulation of this kind (issue 28's review)."""
+    about 20 % of the time in a simulation of this kind (the review that led to this repair)."""
     g = np.random.default_rng([20211206, zlib.crc32(request.node.nodeid.encode())])
     lo, hi = 0.9, 1.2  # the m = 3 temperature at which the slope is 0.5: bisection on the truth
     for _ in range(20):  # the slope grows with the temperature at m = 3 (the student better calibrated)
@@ -113,3 +119,72 @@ def test_b5_rarely_holds_when_half_the_teachers_change_reaches_the_students(popu
     held = verdicts.count(HOLDS) / SIMS
     assert held <= 0.025 + 3 * math.sqrt(0.025 * 0.975 / SIMS), held
     assert verdicts.count(FAILS) < SIMS  # the boundary itself is not decided against either, mostly
+
+
+# ---------------------------------------------------------------------------------------------
+# B4: the rank correlation over the report's settings
+
+def reduced_settings() -> list[int]:
+    """How many students each setting of the reduced scale holds, as B4 counts them (kdlib.study.students:
+    a student in two settings counted in the first): built from the plans, nothing trained."""
+    sc = get_scale("reduced")
+
+    def as_runs(plan, classes=None):  # a run's id: its spec and, on fewer classes, their number
+        if isinstance(plan, plans.OnClasses):
+            return plans.OnClasses(plan.classes, as_runs(plan.plan, plan.classes), np.zeros(1))
+        if isinstance(plan, dict):
+            return {k: as_runs(v, classes) for k, v in plan.items()}
+        if isinstance(plan, (list, tuple)):
+            return [as_runs(v, classes) for v in plan]
+        return SimpleNamespace(id=repr((plan, classes)), spec=plan)
+
+    runs = study.StudyRuns(np.zeros(1), {c: as_runs(study.BY_ID[c].plan(sc)) for c in study.TRAINING},
+                           ensemble_pool=max(sc.ensemble_sizes))
+    taught = study.students(runs)
+    return [sum(t.setting == s for t in taught) for s in dict.fromkeys(t.setting for t in taught)]
+
+
+def b4_draw(sizes, rho, within, g):
+    """Setting effects on (agreement, gain) bivariate normal with correlation `rho` (sd 1), each student
+    its setting's effect plus noise of sd `within`; B4's part from the students."""
+    effects = g.multivariate_normal([0, 0], [[1, rho], [rho, 1]], len(sizes))
+    taught, agreement, gain = [], [], []
+    for k, n in enumerate(sizes):
+        for _ in range(n):
+            taught.append(Taught(f"setting {k}", None, [], None))
+            agreement.append(effects[k, 0] + g.normal(0, within))
+            gain.append(effects[k, 1] + g.normal(0, within))
+    _, a = by_setting(taught, np.array(agreement))
+    _, b = by_setting(taught, np.array(gain))
+    return rank_correlation(a, b), rank_correlation(np.array(agreement), np.array(gain))
+
+
+def test_the_reduced_scale_has_48_students_in_20_settings():
+    sizes = reduced_settings()
+    assert sum(sizes) == 48 and len(sizes) == 20 and max(sizes) == 3
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5, 0.8])
+def test_coverage_of_b4_over_the_reports_settings(rho, request):
+    """Setting effects dominate (students of a setting within 0.3 of each other, settings 1 apart): the
+    interval over the settings' means covers the settings' rank correlation, (6 / pi) asin(rho / 2),
+    93-97 %; the interval over students as independent draws (what B4 was) covers far less."""
+    g = np.random.default_rng([20211206, zlib.crc32(request.node.nodeid.encode())])
+    sizes, truth = reduced_settings(), 6 / math.pi * math.asin(rho / 2)
+    sims = SIMS * 4
+    draws = [b4_draw(sizes, rho, 0.3, g) for _ in range(sims)]
+    settings = sum(s.position(truth) == "within" for s, _ in draws) / sims
+    students = sum(t.position(truth) == "within" for _, t in draws) / sims
+    tolerance = 3 * math.sqrt(0.95 * 0.05 / sims)
+    assert 0.93 - tolerance <= settings <= 0.97 + tolerance, settings
+    assert students < 0.93, students
+
+
+def test_b4_rarely_holds_when_the_settings_correlate_at_half(request):
+    """At a true rank correlation of 0.5 over the settings, "holds" (interval below 0.5) comes out at
+    most 2.5 % of the time (plus three simulation standard errors)."""
+    g = np.random.default_rng([20211206, zlib.crc32(request.node.nodeid.encode())])
+    rho = 2 * math.sin(math.pi * 0.5 / 6)  # Pearson's rho whose Spearman correlation is 0.5
+    sims = SIMS * 4
+    held = sum(b4_draw(reduced_settings(), rho, 0.3, g)[0].position(0.5) == "below" for _ in range(sims)) / sims
+    assert held <= 0.025 + 3 * math.sqrt(0.025 * 0.975 / sims), held

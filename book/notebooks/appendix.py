@@ -128,7 +128,7 @@ times
 # no effect at all (`kdlib.claims.power.plans`, from the seed and image variance parts these runs
 # measured: the images' part stays, the seeds' part shrinks as one over the seeds). Where no number of
 # seeds would, the images' part is what bounds it, and the table says how many test images would.
-# The questions beyond the paper follow the paper's claims; B4 counts students, not seeds.
+# The questions beyond the paper follow the paper's claims; B4 counts settings, not seeds.
 
 # %% tags=["hide-input"]
 every = study.collect(exp)

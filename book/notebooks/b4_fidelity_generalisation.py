@@ -75,14 +75,15 @@ table.groupby("setting", sort=False).agg(students=("gain (points)", "size"), **{
 
 # %% tags=["hide-input"]
 rho = study.questions(runs, "B4")[0].parts[0].interval
+table_size = len(dict.fromkeys(settings))
 top = int(np.argmax(agreement))
 low = int(np.argmin(agreement))
 Markdown(f"""
 The student closest to its teacher ({settings[top]}) agrees with it on {100 * agreement[top]:.1f} % of the
 test images and gains {100 * gain[top]:+.1f} points; the one furthest from it ({settings[low]}) agrees on
 {100 * agreement[low]:.1f} % and gains {100 * gain[low]:+.1f}. Gains run from {100 * gain.min():+.1f} to
-{100 * gain.max():+.1f} points. Over all {len(students)} students the rank correlation between the two axes is
-{rho.text(3)} (95 % interval).
+{100 * gain.max():+.1f} points. Over the {table_size} settings' means (the table above) the rank correlation between
+the two axes is {rho.text(3)} (95 % interval).
 """)
 
 # %% [markdown]
@@ -90,9 +91,10 @@ test images and gains {100 * gain[top]:+.1f} points; the one furthest from it ({
 #
 # The rule was declared before these numbers were computed (protocol §9): the claim holds if the
 # 95 % interval of the rank correlation lies below 0.5, does not hold if it lies above, and is
-# inconclusive otherwise. Each student counts as one draw; they come from designed settings that
-# share teachers and seeds, so the verdict speaks of these students rather than of distillation in
-# general.
+# inconclusive otherwise. Each setting counts as one draw, its students' mean: the students of a setting
+# share its recipe and teachers, and counted one by one they would pass for more independent draws than
+# they are. The settings are designed rather than sampled, so the verdict speaks of them rather than of
+# distillation in general.
 
 # %% tags=["hide-input"]
 Markdown(text.markdown(study.chapter_verdicts(exp, "B4")))
