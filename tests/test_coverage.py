@@ -11,11 +11,17 @@ calibration error on the teachers', both computed on 100,000 images.
 
 B4: the rank correlation of agreement and gain over the reduced scale's settings (48 students in 20
 settings, built from the plans): each setting draws its own effect, its students share it.
+
+E5: MixUp's fraction of the KL removed minus its fraction of the disagreement removed, seed-paired.
+
+`COVERED` names, for every claim of kdlib.study, the simulations here and in test_stats.py that prove
+its parts' designs; a claim without an entry fails the suite.
 """
 
 import math
 import os
 import zlib
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -24,10 +30,11 @@ import torch
 
 from kdlib import metrics, plans, study
 from kdlib.claims.beyond import Taught, by_setting, calibration_transfer
+from kdlib.claims.paper import mixup_relative_gain
 from kdlib.claims.rules import FAILS, HOLDS
 from kdlib.losses import ensemble_logits
 from kdlib.scales import get_scale
-from kdlib.stats import rank_correlation
+from kdlib.stats import Group, estimate, rank_correlation
 
 SIMS = int(os.environ.get("KDLIB_SIMS", 2000)) // 4  # each simulation scores eight networks
 CLASSES, SIGNAL, NOISE = 20, 2.0, 0.8
@@ -188,3 +195,85 @@ def test_b4_rarely_holds_when_the_settings_correlate_at_half(request):
     sims = SIMS * 4
     held = sum(b4_draw(reduced_settings(), rho, 0.3, g)[0].position(0.5) == "below" for _ in range(sims)) / sims
     assert held <= 0.025 + 3 * math.sqrt(0.025 * 0.975 / sims), held
+
+
+# ---------------------------------------------------------------------------------------------
+# E5: MixUp's fraction of the KL removed minus its fraction of the disagreement removed
+
+def e5_draw(units, g, n_images=2000):
+    """E5's third part in its design: the students at τ = 4 with and without MixUp, paired by seed,
+    against a fixed ensemble, on `n_images` test images. Each image has an agreement probability
+    around 0.7 (bounded draws, so the expectation is exact) and a KL that falls where agreement rises;
+    a seed moves both, in both settings alike. The truth: MixUp removes 30 % of the KL and raises
+    agreement from 0.70 to 0.73 (a tenth of the disagreement), so 0.3 - 0.1 = 0.2."""
+    b = g.uniform(-0.2, 0.2, n_images)         # the image's part of its agreement probability
+    c = -2.5 * b + g.normal(0, 0.3, n_images)  # and of its log KL, related to it
+    shared = g.uniform(-0.03, 0.03, units)      # what a seed shares across the two settings
+    groups = {}
+    for name, lift, kl_scale in (("", 0.0, 1.0), (" mixup", 0.03, 0.7)):
+        own = g.uniform(-0.01, 0.01, units)
+        p = 0.70 + lift + (shared + own)[:, None] + b[None]
+        groups[f"agree{name}"] = Group((g.random((units, n_images)) < p).astype(float), block="seeds")
+        log_kl = math.log(0.4 * kl_scale) + c[None] + 5 * (shared + own)[:, None]
+        groups[f"kl{name}"] = Group(np.exp(log_kl + g.normal(0, 0.2, (units, n_images)) - 0.02), block="seeds")
+    return groups
+
+
+@pytest.mark.parametrize("units", [3, 5])
+def test_coverage_of_e5s_mixup_fractions(units, request):
+    """The delta method's interval of E5's ratio of means covers the truth 93-97 % (three simulation
+    standard errors either side) at the report's three seeds and at five."""
+    g = np.random.default_rng([20211206, zlib.crc32(request.node.nodeid.encode())])
+    truth = 0.3 - 0.03 / 0.3
+    sims = SIMS * 4
+    hits = sum(estimate(e5_draw(units, g), mixup_relative_gain).position(truth) == "within" for _ in range(sims))
+    tolerance = 3 * math.sqrt(0.95 * 0.05 / sims)
+    assert 0.93 - tolerance <= hits / sims <= 0.97 + tolerance, hits / sims
+
+
+# ---------------------------------------------------------------------------------------------
+# Every claim has its estimators' coverage proved
+
+PAIRED = "test_stats.py::test_coverage_of_a_seed_paired_difference"
+FIXED = "test_stats.py::test_coverage_of_students_against_a_fixed_teacher"
+UNPAIRED = "test_stats.py::test_unpaired_comparisons_never_cover_less_than_95_percent"
+RATIOS_TO_FIXED = "test_stats.py::test_coverage_of_a_seed_paired_difference_of_two_ratios_to_fixed_baselines"
+RATIO = "test_stats.py::test_coverage_of_a_ratio"
+
+# claim id -> the tests that simulate the designs of its parts (kdlib.study's claims, both scales)
+COVERED = {
+    "e1-accuracy": (FIXED, PAIRED),  # one fixed teacher (reduced); each student paired with its own (paper scale)
+    "e1-fidelity": (RATIOS_TO_FIXED,),
+    "e0-baselines": (PAIRED, FIXED),
+    "e2-ensembles": (PAIRED, UNPAIRED),  # paired by seed (reduced); each size its own runs (paper scale)
+    "e3-transition": ("test_stats.py::test_coverage_of_e3s_window_share_with_independent_lambdas", UNPAIRED),
+    "e4-cka": ("test_stats.py::test_coverage_of_a_seed_paired_difference_of_per_run_values", PAIRED),
+    "e5-temperature": (PAIRED, "test_coverage.py::test_coverage_of_e5s_mixup_fractions"),
+    "e6-optimiser": (RATIO,),
+    "p1-e1-accuracy": (PAIRED,),
+    "p1-e1-fidelity": (RATIOS_TO_FIXED,),
+    "p1-e0-baselines": (PAIRED, FIXED),
+    "p1-e2-ensembles": (UNPAIRED,),
+    "p1-b6-where-they-disagree": (RATIO,),
+    "b1-hard-labels": (PAIRED,),
+    "b2-capacity-gap": (RATIOS_TO_FIXED,),
+    "b3-classes": ("test_stats.py::test_coverage_of_a_difference_between_settings_on_different_test_sets",
+                   RATIOS_TO_FIXED),
+    "b4-fidelity-generalisation": ("test_coverage.py::test_coverage_of_b4_over_the_reports_settings",
+                                   "test_coverage.py::test_b4_rarely_holds_when_the_settings_correlate_at_half"),
+    "b5-calibration": ("test_coverage.py::test_coverage_of_b5s_calibration_slope",
+                       "test_coverage.py::test_b5_rarely_holds_when_half_the_teachers_change_reaches_the_students"),
+    "b6-where-they-disagree": (RATIO,),
+}
+
+
+def test_every_claim_names_the_coverage_tests_of_its_estimators():
+    """A claim added to kdlib.study without a coverage case here fails the suite, and so does a case
+    that names a test no longer there."""
+    claims = {claim.id for chapter in study.CHAPTERS for claim in chapter.claims}
+    assert claims == set(COVERED), (sorted(claims - set(COVERED)), sorted(set(COVERED) - claims))
+    here = Path(__file__).parent
+    for claim, tests in COVERED.items():
+        for test in tests:
+            file, name = test.split("::")
+            assert f"\ndef {name}(" in (here / file).read_text(), (claim, test)

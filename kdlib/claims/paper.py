@@ -258,6 +258,14 @@ def cka_not_agreement(teacher, random: Sequence, teacher_init: Sequence) -> Verd
     return Verdict("e4-cka", "E4", "CKA without agreement", claim, evidence, parts, why_not(parts))
 
 
+def mixup_relative_gain(m: Mapping[str, np.ndarray]) -> np.ndarray:
+    """E5's third part: the fraction of the KL MixUp removes minus the fraction of the disagreement it
+    removes, from the groups' means ("agree", "kl", "agree mixup", "kl mixup")."""
+    kl_cut = (m["kl"] - m["kl mixup"]) / m["kl"]
+    disagreement_cut = (m["agree mixup"] - m["agree"]) / (1 - m["agree"])
+    return kl_cut - disagreement_cut
+
+
 def temperature_and_mixup(low: Sequence, high: Sequence, mixup: Sequence, pool: Sequence) -> Verdict:
     """7. A higher temperature raises agreement (`high` vs `low`); MixUp (at `high`'s temperature)
     lowers the KL, and by a larger fraction than it lowers the disagreement (E5); all students of
@@ -273,17 +281,12 @@ def temperature_and_mixup(low: Sequence, high: Sequence, mixup: Sequence, pool: 
     mix = {"agree": group(a_hi, high, "seeds"), "kl": group(k_hi, high, "seeds"),
            "agree mixup": group(a_mix, mixup, "seeds"), "kl mixup": group(k_mix, mixup, "seeds")}
 
-    def relative_gain(m):
-        kl_cut = (m["kl"] - m["kl mixup"]) / m["kl"]                          # fraction of the KL removed
-        disagreement_cut = (m["agree mixup"] - m["agree"]) / (1 - m["agree"])  # fraction of disagreement removed
-        return kl_cut - disagreement_cut
-
     parts = family([
         part(f"agreement at τ = {t_hi:g} minus τ = {t_lo:g}", tau, lambda m: 100 * (m["high"] - m["low"]),
              0.0, ABOVE, "points", effect=planned(AGREEMENT_DELTA, "e5-temperature")),
         part(f"KL with MixUp minus without (τ = {t_hi:g})", kl, lambda m: m["mixup"] - m["plain"], 0.0, BELOW,
              "nats", effect=planned(KL_DELTA, "e5-kl")),
-        part("MixUp: fraction of the KL removed minus fraction of the disagreement removed", mix, relative_gain,
+        part("MixUp: fraction of the KL removed minus fraction of the disagreement removed", mix, mixup_relative_gain,
              0.0, ABOVE, "", effect=planned(FRACTION_DELTA, "e5-fractions"))])
     evidence = (f"Agreement {text.pct(a_lo)} at τ = {t_lo:g} and {text.pct(a_hi)} at τ = {t_hi:g} "
                 f"({parts[0].text()}). MixUp at τ = {t_hi:g}: agreement {text.pct(a_mix)}, KL {k_hi.mean():.3f} → "
