@@ -631,6 +631,7 @@ def test_verdicts_render_as_markdown_and_the_summary_table():
             "disagreement: 0.750 [") in table and ", > 0.5 |" in table
     w, _ = CASES[("e6-optimiser", INCONCLUSIVE)]()
     assert "inside the noise" in w.why and "| inconclusive |" in claims_text.summary_table([w])
+    assert f"*Why:* {w.why}" in claims_text.markdown([w]) and "*Why:*" not in text  # only when it did not hold
 
 
 # ---------------------------------------------------------------------------------------------

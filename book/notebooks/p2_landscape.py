@@ -100,10 +100,12 @@ agreement = {(n, lam): ss[0].metrics["train_aug_agreement"] for n, part in runs.
 fig, ax = plt.subplots(figsize=(6.5, 3.8))
 cmap = plt.get_cmap("viridis")
 lams = sorted({l["lambda"] for l in reduced_lines})
+norms = list(dict.fromkeys(l["norm"] for l in reduced_lines))  # one line style per model, one colour per λ
 for l in reduced_lines:
     colour = cmap(lams.index(l["lambda"]) / max(1, len(lams) - 1))
-    model = f"{tables.NORM_NAMES[l['norm']]}, " if len({x["norm"] for x in reduced_lines}) > 1 else ""
-    ax.plot([p["t"] for p in l["curve"]], [p["loss"] for p in l["curve"]], "o-", ms=3, c=colour,
+    model = f"{tables.NORM_NAMES[l['norm']]}, " if len(norms) > 1 else ""
+    style = "o" + ("-", "--", ":")[norms.index(l["norm"]) % 3]
+    ax.plot([p["t"] for p in l["curve"]], [p["loss"] for p in l["curve"]], style, ms=3, c=colour,
             label=f"{model}λ = {l['lambda']:g}")
 ax.set(xlabel="t (0: the student, 1: its teacher)", ylabel="test loss (nats)")
 ax.legend(fontsize=7, ncol=2)

@@ -46,9 +46,10 @@ def unresolved(parts) -> str:
 
 
 def markdown(verdicts: Sequence) -> str:
-    """The verdicts as a Markdown list, for the end of a chapter."""
+    """The verdicts as a Markdown list, for the end of a chapter; a claim that did not hold says why
+    under its own label (the why starts with a part's name, in lower case)."""
     return "\n".join(f"- **{v.verdict.capitalize()}.** {v.claim} {v.evidence} *Judged against:* {v.noise}."
-                     + (f" *Speaks of* {v.scope}." if v.scope else "") + (f" {v.why}" if v.why else "")
+                     + (f" *Speaks of* {v.scope}." if v.scope else "") + (f" *Why:* {v.why}" if v.why else "")
                      for v in verdicts)
 
 
