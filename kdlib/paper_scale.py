@@ -150,11 +150,19 @@ def cka(ps: PaperScale) -> list[dict]:
 
 
 def calibration(ps: PaperScale) -> list[dict]:
-    """Per student: its test ECE and its (ensemble) teacher's, and both accuracies (B5's question)."""
+    """Per student, B5's question: the calibration part of its test NLL (the mean of
+    kdlib.metrics.calibration_gap, what B5 measures, in nats) and its (ensemble) teacher's; their
+    binned ECE beside (the familiar number, biased where it is small); both accuracies."""
     y = ps.dataset.test.y
-    return [{"student": s.network.name, "ensemble": s.network.ensemble, "student_ece": s.metrics["test_ece"],
-             "teacher_ece": metrics.ece(ps.ensemble_logits(s), y), "student_acc": s.metrics["test_acc"],
-             "teacher_acc": s.metrics["teacher_test_acc"]} for s in ps.students()]
+
+    def gap(logits):
+        return float(metrics.calibration_gap(logits, y).mean())
+
+    return [{"student": s.network.name, "ensemble": s.network.ensemble,
+             "student_gap": gap(s.test_logits()), "teacher_gap": gap(ps.ensemble_logits(s)),
+             "student_ece": s.metrics["test_ece"], "teacher_ece": metrics.ece(ps.ensemble_logits(s), y),
+             "student_acc": s.metrics["test_acc"], "teacher_acc": s.metrics["teacher_test_acc"]}
+            for s in ps.students()]
 
 
 # ---------------------------------------------------------------------------------------------

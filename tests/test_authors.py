@@ -254,3 +254,5 @@ def test_each_student_is_measured_against_its_own_teachers_and_the_ones_it_never
     assert len(paper_scale.teacher_pairs(ps)) == 66
     cal = paper_scale.calibration(ps)
     assert cal[4]["teacher_ece"] == pytest.approx(metrics.ece(ps.ensemble_logits(ps.students(3)[0]), ps.dataset.test.y))
+    gap = metrics.calibration_gap(ps.ensemble_logits(ps.students(3)[0]), ps.dataset.test.y)
+    assert cal[4]["teacher_gap"] == pytest.approx(float(gap.mean())) and all(r["student_gap"] >= 0 for r in cal)

@@ -236,23 +236,28 @@ LayerNorm, the final recipe), are {', '.join(f'{c:.3f}' for c in PAPER['e4']['ra
 # %% [markdown]
 # ## Calibration
 #
-# Each student's test ECE beside its teacher's (for m = 2 and 3, the ensemble's), B5's question at the
-# paper scale.
+# Each student beside its teacher (for m = 2 and 3, the ensemble), B5's question at the paper scale:
+# how much of the test NLL is miscalibration, i.e. what rescaling the logits by one temperature would
+# remove (B5's measure, in nats), with the binned ECE beside it.
 
 # %% tags=["hide-input"]
 cal = pd.DataFrame(paper_scale.calibration(ps))
-cal.rename(columns={"ensemble": "m", "student_ece": "student ECE", "teacher_ece": "teacher ECE",
-                    "student_acc": "student acc", "teacher_acc": "teacher acc"}).set_index("student").round(3)
+cal.rename(columns={"ensemble": "m", "student_gap": "student calibration (nats)",
+                    "teacher_gap": "teacher calibration (nats)", "student_ece": "student ECE",
+                    "teacher_ece": "teacher ECE", "student_acc": "student acc",
+                    "teacher_acc": "teacher acc"}).set_index("student").round(3)
 
 # %% tags=["hide-input"]
-ece = {m: cal[cal.ensemble == m] for m in (1, 2, 3)}
+by_m = {m: cal[cal.ensemble == m] for m in (1, 2, 3)}
+passed_on = ((by_m[3].student_gap.mean() - by_m[1].student_gap.mean())
+             / (by_m[3].teacher_gap.mean() - by_m[1].teacher_gap.mean()))
 Markdown(f"""
-The teacher's ECE is {tables.fmt(list(ece[1].teacher_ece), 1, 3)} for one network and
-{tables.fmt(list(ece[3].teacher_ece), 1, 3)} for an ensemble of three; its students' is
-{tables.fmt(list(ece[1].student_ece), 1, 3)} at m = 1 and {tables.fmt(list(ece[3].student_ece), 1, 3)} at m = 3:
-of the teacher's change, {(ece[3].student_ece.mean() - ece[1].student_ece.mean()) / (ece[3].teacher_ece.mean() - ece[1].teacher_ece.mean()):.2f}
-reaches the students on average. This is shown, not judged: B5's rule compares one teacher per ensemble size,
-and each size here has two different ensembles (docs/protocol.md §10).
+Temperature scaling would remove {tables.fmt(list(by_m[1].teacher_gap), 1, 3)} nats of a single teacher's test NLL
+and {tables.fmt(list(by_m[3].teacher_gap), 1, 3)} of an ensemble of three's; of its students' it would remove
+{tables.fmt(list(by_m[1].student_gap), 1, 3)} at m = 1 and {tables.fmt(list(by_m[3].student_gap), 1, 3)} at m = 3.
+Of the teacher's change from one network to three, {passed_on:.2f} reaches the students on average. This is
+shown, not judged: B5's rule compares one teacher per ensemble size, and each size here has two different
+ensembles (docs/protocol.md §10).
 """)
 
 # %% [markdown]
