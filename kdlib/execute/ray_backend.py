@@ -80,6 +80,9 @@ def _train_remotely(key: RunKey, dataset: kdata.Dataset, where: _Where, device: 
                     *teachers: tuple[str, dict[str, bytes]]) -> tuple[str, dict[str, bytes] | None]:
     """A Ray task: obtain the run `key` names. Returns ("shared", None) when it trained in the
     driver's cache, else ("files", the finished run's files) from a temporary cache."""
+    # The task holds one CPU: one torch thread, whatever OMP_NUM_THREADS the worker inherited (Ray sets
+    # it to 1 only when the user has not set it), so a run trains as it would inline on one thread.
+    torch.set_num_threads(1)
     options = TrainOptions(resolve_device(device), progress=False)  # "auto": this worker's GPU, if any
     shared = _shared_root([where.root, os.environ.get("KDLIB_RUNS")], where.token)
     if shared is not None:
