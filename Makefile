@@ -35,7 +35,7 @@ $(BIN)/.installed-ray: $(BIN)/.installed
 
 setup-ray: $(BIN)/.installed-ray
 
-# The whole test suite, what CI runs (8 to 39 minutes of tests on 2 CPU cores, README). Extra pytest flags:
+# The whole test suite, what CI runs (8 to 50 minutes of tests on 2 CPU cores, README). Extra pytest flags:
 # make test ARGS="-k cache". KDLIB_REQUIRE_RAY: the Ray tests fail rather than skip if Ray is missing.
 test: setup setup-ray test-deps
 	KDLIB_REQUIRE_RAY=1 $(BIN)/python -m pytest $(ARGS)
