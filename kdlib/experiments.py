@@ -20,7 +20,7 @@ from kdlib.cache import Run
 from kdlib.config import StudentSpec
 from kdlib.data import Dataset
 from kdlib.device import resolve_device
-from kdlib.execute import cached_runs, run_all
+from kdlib.execute import MissingRunsError, cached_runs, run_all
 from kdlib.losses import ensemble_logits
 from kdlib.parameters import Parameters
 from kdlib.plans import OnClasses, flatten
@@ -152,25 +152,40 @@ class Experiment:
         Every spec of the plan on the experiment's own classes goes to one `run_all` call, so
         teachers train first and runs that appear twice are one run; each OnClasses part runs on its
         classes (`with_classes`) and comes back as an OnClasses node holding its runs and labels.
+        Reading the cache only (train=False), a MissingRunsError lists every missing run of the plan,
+        on every number of classes.
         """
         flat = list(dict.fromkeys(flatten(specs, own_classes_only=True)))
+        missing, root = [], None
         if self.train:
             found = run_all(flat, self.dataset, executor=self.executor, device=self.device,
                             logit_cache=self.scale.logit_cache)
         else:
-            found = cached_runs(flat, self.dataset, device=self.device, logit_cache=self.scale.logit_cache)
+            try:
+                found = cached_runs(flat, self.dataset, device=self.device, logit_cache=self.scale.logit_cache)
+            except MissingRunsError as e:
+                found, missing, root = [None] * len(flat), list(e.missing), e.root
         by_spec = dict(zip(flat, found))
 
         def shaped(plan):
+            nonlocal root
             if isinstance(plan, OnClasses):
                 sub = self.with_classes(plan.classes)
-                return OnClasses(plan.classes, sub.run(plan.plan), sub.dataset.test.y.numpy())
+                try:
+                    return OnClasses(plan.classes, sub.run(plan.plan), sub.dataset.test.y.numpy())
+                except MissingRunsError as e:
+                    missing.extend(e.missing)
+                    root = e.root
+                    return None
             if isinstance(plan, dict):
                 return {k: shaped(v) for k, v in plan.items()}
             if isinstance(plan, (list, tuple)):
                 return [shaped(v) for v in plan]
             return by_spec[plan]
-        return shaped(specs)
+        out = shaped(specs)
+        if missing:
+            raise MissingRunsError(missing, root)
+        return out
 
 
 def open_experiment(params: Parameters | None = None, train: bool = True) -> Experiment:

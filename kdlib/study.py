@@ -11,6 +11,7 @@ judges them); and, for a chapter that trains students, how to list them with wha
 - `all_specs(scale)`: every run the report trains on the scale's own classes, and `runs_by_chapter`
   (the setup chapter's list of runs);
 - `collect(experiment, chapters)`: the runs of those chapters, each in its plan's shape (`StudyRuns`);
+  `collect_cached` and `judgeable`: what an unfinished build's cache already decides;
 - `paper_claims`, `paper_scale_claims`, `questions` and `chapter_verdicts`: the verdicts of the
   paper's claims on our runs and on the original authors' networks (the paper scale), of the
   questions beyond it, and of one chapter;
@@ -33,6 +34,7 @@ from kdlib.claims import beyond, paper
 from kdlib.claims.beyond import ClassRuns, Taught
 from kdlib.claims.verdict import Verdict
 from kdlib.config import StudentSpec
+from kdlib.execute import MissingRunsError
 from kdlib.paper_scale import PaperScale, open_paper_scale
 from kdlib.scales import Scale
 from kdlib.tables import NORM_NAMES
@@ -317,9 +319,38 @@ def collect(experiment, chapters: Sequence[str] | None = None) -> StudyRuns:
     def runs_of(chapter: Chapter):
         return experiment.run(chapter.plan(sc)) if chapter.plan is not None else chapter.networks(experiment)
 
-    return StudyRuns(labels=experiment.dataset.test.y.numpy(),
-                     by_chapter={c: runs_of(BY_ID[c]) for c in chapters},
-                     ensemble_pool=max(sc.ensemble_sizes))
+    return _study_runs(experiment, {c: runs_of(BY_ID[c]) for c in chapters})
+
+
+def _study_runs(experiment, by_chapter: dict) -> StudyRuns:
+    return StudyRuns(labels=experiment.dataset.test.y.numpy(), by_chapter=by_chapter,
+                     ensemble_pool=max(experiment.scale.ensemble_sizes))
+
+
+def collect_cached(experiment, chapters: Sequence[str] | None = None) -> tuple[StudyRuns, dict[str, int]]:
+    """What an unfinished build can already be judged on: the runs of those of `chapters` (default:
+    every chapter that trains) whose runs the cache holds whole, for an experiment that does not train,
+    and for each other chapter how many of its runs are missing (`judgeable` then says which claims
+    those runs decide)."""
+    if experiment.train:
+        raise ValueError("collect_cached reads the run cache only: open the experiment with train=False")
+    found, missing = {}, {}
+    for c in (list(TRAINING) if chapters is None else list(chapters)):
+        try:
+            found[c] = collect(experiment, [c])[c]
+        except MissingRunsError as e:
+            missing[c] = len(e.missing)
+    return _study_runs(experiment, found), missing
+
+
+def judgeable(runs: StudyRuns, part: str) -> tuple[list[Claim], list[Claim]]:
+    """The claims of one part of the book (PARTS) whose chapters' runs `runs` holds, and those it does
+    not, each in the table's order."""
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {list(PARTS)}, got {part!r}")
+    claims = [q for c in CHAPTERS if c.part == part for q in c.claims]
+    ready = [q for q in claims if all(c in runs for c in reads([q]))]
+    return ready, [q for q in claims if q not in ready]
 
 
 def _judged(part: str, runs: StudyRuns, chapter: str | None) -> list[Verdict]:

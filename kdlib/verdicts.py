@@ -1,12 +1,14 @@
 """`python -m kdlib.claims` / `kdlib-claims`: the study's verdicts on the runs cached for a scale.
 
     python -m kdlib.claims --scale reduced [--data SRC] [--device auto] [--seed-base N] [--json PATH]
+                           [--cached-only]
 
 The paper's claims at the scale's runs, the same claims on the original authors' networks (the paper
 scale, protocol §10, marked as such), and the questions beyond the paper. Nothing trains: every run
 the claims read (kdlib.study) must be in the run cache (`make report` puts them there); a missing one
-is listed and the exit status is 1. The authors' networks are evaluated if their evaluation is not
-cached yet. Bad arguments exit with 2.
+is listed and the exit status is 1. With --cached-only (a build still running, or interrupted), the
+claims whose runs are all cached are judged and the others listed with the runs their chapters lack.
+The authors' networks are evaluated if their evaluation is not cached yet. Bad arguments exit with 2.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ def parser() -> argparse.ArgumentParser:
                                             "the runs cached for a scale (nothing is trained).")
     Parameters.add_arguments(p, ("scale", "data", "device", "seed_base"))
     p.add_argument("--json", type=Path, help="also write the verdicts here as JSON")
+    p.add_argument("--cached-only", action="store_true",
+                   help="judge only the claims whose runs are all in the cache (a build still running or "
+                        "interrupted) and list the others with the runs they lack, instead of failing")
     return p
 
 
@@ -52,30 +57,39 @@ def show(verdicts) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     params = Parameters.from_arguments(args)
+    chapters = [*study.TRAINING, "P1"]
     try:
         exp = open_experiment(params, train=False)
-        runs = study.collect(exp, [*study.TRAINING, "P1"])
-        verdicts, questions = study.paper_claims(runs), study.questions(runs)
-        at_paper_scale = study.paper_scale_claims(runs)
+        runs, missing = study.collect_cached(exp, chapters) if args.cached_only else (study.collect(exp, chapters), {})
+        parts = {part: study.judgeable(runs, part) for part in (study.EXPERIMENTS, study.PAPER_SCALE, study.BEYOND)}
+        verdicts, at_paper_scale, questions = ([q.judge(runs) for q in ready] for ready, _ in parts.values())
     except (ValueError, FileNotFoundError) as e:
         parser().error(str(e))
     except MissingRunsError as e:
         print(f"kdlib.claims: {e}", file=sys.stderr)
         return 1
+    not_judged = [{"id": q.id, "missing_runs": {c: missing[c] for c in study.reads([q]) if c in missing}}
+                  for _, waiting in parts.values() for q in waiting]
     show(verdicts)
     print("\nAt the paper scale, on the original authors' networks (protocol §10; 2 students per setting):")
     show(at_paper_scale)
     print("\nBeyond the paper (protocol §9: questions the study left open; our verdicts, not the paper's):")
     show(questions)
+    if not_judged:
+        print("\nNot judged, their runs not all cached yet: " + "; ".join(
+            f"{q['id']} ({', '.join(f'{c}: {n} runs missing' for c, n in q['missing_runs'].items())})"
+            for q in not_judged) + ".")
     held = [sum(v.verdict == HOLDS for v in vs) for vs in (verdicts, questions)]
-    print(f"\n{held[0]} of {len(verdicts)} claims hold at the {params.scale!r} scale; beyond the paper, "
-          f"{held[1]} of {len(questions)}.")
+    of = [f"{len(vs)}" + (f" judged (of {len(vs) + len(parts[p][1])})" if parts[p][1] else "")
+          for vs, p in ((verdicts, study.EXPERIMENTS), (questions, study.BEYOND))]
+    print(f"\n{held[0]} of {of[0]} claims hold at the {params.scale!r} scale; beyond the paper, {held[1]} of {of[1]}.")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         record = {"scale": params.scale, "seed_base": params.seed_base, "data": exp.dataset.describe(),
+                  "complete": not not_judged,
                   "claims": [v.to_json() for v in verdicts],
                   "paper_scale": [{**v.to_json(), "scale": PAPER_SCALE} for v in at_paper_scale],
-                  "beyond": [v.to_json() for v in questions]}
+                  "beyond": [v.to_json() for v in questions], "not_judged": not_judged}
         args.json.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
     return 0
 

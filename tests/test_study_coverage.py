@@ -227,7 +227,8 @@ class World:
         return [self.run(s, dataset.classes) for s in specs]
 
     def dataset(self, classes: int):
-        return SimpleNamespace(classes=classes, test=SimpleNamespace(y=torch.from_numpy(self.labels(classes))))
+        return SimpleNamespace(classes=classes, test=SimpleNamespace(y=torch.from_numpy(self.labels(classes))),
+                               describe=lambda: f"a simulated study on {classes} classes")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -66,7 +66,7 @@ class MissingRunsError(LookupError):
     """`cached_runs` found some runs missing from the cache; `missing` lists (run id, spec)."""
 
     def __init__(self, missing: list[tuple[str, Spec]], root: Path):
-        self.missing = missing
+        self.missing, self.root = missing, root
         lines = [f"{len(missing)} run(s) are not in the run cache {root} (nothing was trained; `make report` "
                  "or runs.run_all trains them):"]
         lines += [f"- run {rid} ({spec_summary(spec)})" for rid, spec in missing[:10]]
