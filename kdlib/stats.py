@@ -37,6 +37,7 @@ inconclusive.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -100,6 +101,13 @@ class Group:
         return self.values[idx].mean(axis=1)
 
 
+@functools.lru_cache(maxsize=4096)
+def t_quantile(q: float, df: float) -> float:
+    """The q quantile of Student's t with `df` degrees of freedom (the normal's for infinite df).
+    Cached: a report asks for the same few (q, df) thousands of times, and scipy's is slow."""
+    return float(_sp.t.ppf(q, df) if math.isfinite(df) else _sp.norm.ppf(q))
+
+
 @dataclass(frozen=True)
 class Interval:
     """A statistic as measured, its standard error and degrees of freedom, and its 95 % interval.
@@ -124,8 +132,7 @@ class Interval:
             return math.inf
         parts = self.components or ((self.se ** 2, self.df),)
         q = 0.5 + confidence / 2
-        return math.sqrt(sum(v * (_sp.t.ppf(q, d) if math.isfinite(d) else _sp.norm.ppf(q)) ** 2
-                             for v, d in parts if v > 0))
+        return math.sqrt(sum(v * t_quantile(q, d) ** 2 for v, d in parts if v > 0))
 
     def bounds(self, confidence: float = CONFIDENCE) -> tuple[float, float]:
         """The two-sided `confidence` interval (infinite without a variance estimate)."""

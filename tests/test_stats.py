@@ -369,3 +369,14 @@ def test_coverage_of_a_seed_paired_difference_of_two_ratios_to_fixed_baselines(u
         hits += iv.position(truth["B"] - truth["A"]) == "within"
     tolerance = 3 * math.sqrt(0.95 * 0.05 / SIMS)
     assert 0.93 - tolerance <= hits / SIMS <= 0.97 + tolerance, hits / SIMS
+
+
+def test_the_t_quantile_is_students_and_the_normals_at_infinite_df():
+    from scipy import stats as sp
+
+    from kdlib.stats import t_quantile
+
+    assert t_quantile(0.975, 2) == pytest.approx(4.302653, abs=1e-6) == sp.t.ppf(0.975, 2)
+    assert t_quantile(0.975, 1) == pytest.approx(12.706205, abs=1e-6)
+    assert t_quantile(0.975, math.inf) == pytest.approx(1.959964, abs=1e-6)
+    assert t_quantile(0.9875, 7.3) == pytest.approx(sp.t.ppf(0.9875, 7.3))  # Welch's fractional df

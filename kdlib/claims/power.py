@@ -20,14 +20,10 @@ from scipy import stats as _sp
 
 from kdlib.claims.rules import ABOVE, INCONCLUSIVE, Part
 from kdlib.claims.verdict import Verdict
-from kdlib.stats import CONFIDENCE
+from kdlib.stats import CONFIDENCE, t_quantile
 
 TARGET = 0.8  # the power a count of seeds is asked for
 MOST = 64     # the most seeds per setting a count goes up to
-
-
-def _quantile(q: float, df: float) -> float:
-    return _sp.t.ppf(q, df) if math.isfinite(df) else _sp.norm.ppf(q)
 
 
 def _setup(part: Part, effect: float):
@@ -61,7 +57,7 @@ def power(part: Part, effect: float | None = None, target: float = TARGET, most:
         pieces = [(per_unit / n, n - 1), (iv.images, math.inf)]
 
         def half(q):
-            return math.sqrt(sum(v * _quantile(q, d) ** 2 for v, d in pieces if v > 0))
+            return math.sqrt(sum(v * t_quantile(q, d) ** 2 for v, d in pieces if v > 0))
 
         if half(0.5 + confidence / 2) + half(target) < distance:
             return n
