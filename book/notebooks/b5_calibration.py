@@ -19,7 +19,9 @@
 # transfer. Here we do: when a teacher is better calibrated, is its student too? Ensembles give us
 # teachers of different calibration with everything else fixed (E2's students share a recipe and,
 # seed by seed, their initial weights and data order), so we ask how much of a change in the
-# teacher's expected calibration error (ECE, protocol §5) reaches its students.
+# teacher's calibration error reaches its students. Two measures of it appear below: the familiar
+# expected calibration error (ECE, protocol §5), and the one the verdict uses, the part of the test
+# NLL that temperature scaling would remove (the verdict's section says why).
 #
 # This chapter trains nothing: its verdict reads the runs of E1 and E2, its last figure those of every chapter.
 
@@ -48,17 +50,22 @@ labels = torch.as_tensor(runs.labels)
 sizes = sorted(runs["E2"])
 
 # %% [markdown]
-# ## ECE by ensemble size
+# ## Calibration by ensemble size
 #
 # The teacher of the students at m is the average prediction of the first m teachers; each row
-# gives its test ECE and its students' (mean ± std over seeds), with both accuracies beside them.
+# gives its calibration error (the part of its test NLL that temperature scaling removes, in nats:
+# what the verdict's slope is computed from) and its test ECE, the same for its students (mean ±
+# std over seeds), and both accuracies.
 
 # %% tags=["hide-input"]
 rows = []
 for m in sizes:
     t = teacher_logits(runs["E0"][:m])
     students = runs["E2"][m]
-    rows.append({"ensemble size m": m, "teacher ECE": metrics.ece(t, labels),
+    rows.append({"ensemble size m": m, "teacher's calibration error": metrics.calibration_gap(t, labels).mean().item(),
+                 "students' calibration error": tables.fmt(list(beyond.calibration_gaps(students, runs.labels).mean(1)),
+                                                           digits=3),
+                 "teacher ECE": metrics.ece(t, labels),
                  "students' ECE": tables.fmt(list(beyond.ece_per_run(students, runs.labels)), digits=3),
                  "teacher accuracy (%)": 100 * metrics.accuracy(t, labels),
                  "students' accuracy (%)": tables.fmt_metric(students, "test_acc", 100), "students": len(students)})
