@@ -13,6 +13,7 @@ the path the chapters and the report take, with a StudyRuns that holds only the 
 import dataclasses
 import json
 import math
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -795,3 +796,19 @@ def test_seeds_are_counted_at_the_declared_effects_not_at_the_estimate():
     (plan,) = [x for x in power.plans(images_only) if x.decides == "holds"]
     assert plan.seeds is None and plan.images == 8010  # 2,000 x 0.25 x (1.960 + 0.842)^2 / 0.7^2, rounded up
     assert plan.words(images_only).startswith("more test images, not more seeds")
+
+
+@pytest.mark.parametrize("claim_id, expected", list(CASES), ids=[f"{c}-{e.replace(' ', '-')}" for c, e in CASES])
+def test_every_sentence_of_a_verdict_starts_with_a_capital(claim_id, expected):
+    """E3's evidence read "... (descriptive). rise in train agreement ..." and its why "... images). steps
+    of ...": a part's name or a note in lower case after a full stop."""
+    v, _ = CASES[(claim_id, expected)]()
+    for field in ("evidence", "why"):
+        assert not re.search(r"[.!?] +[a-z]", getattr(v, field)), (field, getattr(v, field))
+
+
+def test_e3_with_two_models_starts_each_note_with_the_models_name():
+    sharp, steady = lambda_runs(dict(zip(GRID, JUMP))), lambda_runs(dict(zip(GRID, LINE)))
+    both = paper.sharp_transition({"LayerNorm": sharp, "BatchNorm": steady})
+    assert "BatchNorm: steps of" in both.why and "LayerNorm: the middle 80 %" in both.evidence
+    assert not re.search(r"[.!?] +[a-z]", both.evidence + " " + both.why)

@@ -197,14 +197,17 @@ def sharp_transition(models: Mapping[str, tuple]) -> Verdict:
     named = len(models) > 1
     for model, (teacher, by_lambda) in models.items():
         prefix = f"{model}: " if named else ""
+
+        def lead(sentence: str, prefix=prefix) -> str:  # the model's name, or a capital, starts it
+            return prefix + sentence if prefix else sentence[:1].upper() + sentence[1:]
+
         grid = sorted(l for l in by_lambda if l < 1)
         curve = {l: agreement_per_image([teacher], by_lambda[l], "train_aug") for l in sorted(by_lambda)}
-        shown.append((f"{prefix}train agreement " if prefix else "Train agreement ")
-                     + ", ".join(f"{100 * curve[l].mean():.1f} % at λ = {l:g} ({len(by_lambda[l])})"
-                                 for l in sorted(by_lambda)))
+        shown.append(lead("train agreement " + ", ".join(f"{100 * curve[l].mean():.1f} % at λ = {l:g} "
+                                                           f"({len(by_lambda[l])})" for l in sorted(by_lambda))))
         if len(grid) < 2 or not grid[0] <= lo < hi <= grid[-1]:
-            whys.append(f"{prefix}the λ grid below 1 ({', '.join(f'{l:g}' for l in grid)}) does not span the window "
-                        f"[{lo:g}, {hi:g}].")
+            whys.append(lead(f"the λ grid below 1 ({', '.join(f'{l:g}' for l in grid)}) does not span the window "
+                             f"[{lo:g}, {hi:g}]."))
             continue
         groups = {f"{l:g}": group(curve[l], by_lambda[l], f"λ = {l:g}") for l in grid}
 
@@ -218,13 +221,14 @@ def sharp_transition(models: Mapping[str, tuple]) -> Verdict:
                           lambda m, s=stacked, g=grid: window_share(s(m), g), MOST, ABOVE, "",
                           effect=planned(MARGIN, "e3-share")))
         means = np.array([[curve[l].mean()] for l in grid])
-        shown.append(f"{prefix}the middle 80 % of the rise spans λ = {rise_width(means, grid)[0]:.2f} (descriptive)")
+        shown.append(lead(f"the middle 80 % of the rise spans λ = {rise_width(means, grid)[0]:.2f} (descriptive)"))
         steps = np.diff([curve[l].mean() for l in grid])
-        whys.append(f"{prefix}steps of " + ", ".join(f"{100 * s:+.1f}" for s in steps)
-                    + f" points between neighbouring λ up to {grid[-1]:g}; the teacher fits "
-                    f"{100 * teacher.metrics['train_acc']:.1f} % of its clean training set.")
+        whys.append(lead("steps of " + ", ".join(f"{100 * s:+.1f}" for s in steps)
+                         + f" points between neighbouring λ up to {grid[-1]:g}; the teacher fits "
+                         f"{100 * teacher.metrics['train_acc']:.1f} % of its clean training set."))
     parts = family(specs)
-    evidence = ". ".join(shown) + (". " + "; ".join(f"{p.name}: {p.text()}" for p in parts) + "." if parts else ".")
+    judged = "; ".join(f"{p.name}: {p.text()}" for p in parts)
+    evidence = ". ".join(shown + ([judged[:1].upper() + judged[1:]] if parts else [])) + "."
     why = why_not(parts, " ".join(whys))
     return Verdict("e3-transition", "E3", "a sharp transition in λ", claim, evidence, parts,
                    why[:1].upper() + why[1:])
