@@ -113,8 +113,9 @@ figure_slider(alphas, [view(a) for a in alphas], "α", html=tables_html, css_cla
 # ## Verdict
 #
 # Declared before these runs were trained (protocol §9): the claim holds if the seed-paired rise in
-# test agreement from α = 0 to the largest α has a 95 % interval above 0, does not hold if it lies
-# below, and is inconclusive otherwise.
+# test agreement from α = 0 to the largest α has a 95 % interval above the smallest rise that matters
+# (δ, given with the verdict; protocol §8), does not hold if it lies below δ, and is inconclusive
+# otherwise.
 
 # %% tags=["hide-input"]
 Markdown(text.markdown(study.chapter_verdicts(exp, "B1")))

@@ -140,10 +140,12 @@ display(slider)
 # %% [markdown]
 # ## Verdict
 #
-# The claim is judged on train agreement, as the paper plotted it: more than half of the rise from
-# λ = 0 to the largest λ below 1 must happen between λ = 0.25 and 0.375, where the paper's curve jumps
-# (a steady rise puts a quarter there). The noise is the spread over each λ's seeds, pooled over λ,
-# and the sampling of the training images (protocol §8).
+# The claim is judged on train agreement, as the paper plotted it: the agreement must rise from λ = 0
+# to the largest λ below 1 by more than the smallest rise that matters (δ, given in the verdict), and
+# more than half of that rise must happen between λ = 0.25 and 0.375, where the paper's curve jumps (a
+# steady rise puts a quarter there). The noise is the spread over the seeds at each λ, each λ with its
+# own (seeds spread more where the curve climbs, so no common spread is assumed), and the sampling of
+# the training images (protocol §8).
 
 # %% tags=["hide-input"]
 Markdown(text.markdown(study.chapter_verdicts(exp, "E3")) + f"""
