@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kdlib import study
-from kdlib.claims import HOLDS
+from kdlib.claims import HOLDS, power
 from kdlib.execute import MissingRunsError
 from kdlib.experiments import open_experiment
 from kdlib.parameters import Parameters
@@ -52,6 +52,15 @@ def show(verdicts) -> None:
                   f"{p.noise_text}{finding}")
         if v.why:
             print(f"    why: {v.why}")
+
+
+def record_of(verdict) -> dict:
+    """A verdict as JSON, each part with what would decide it at its declared planning effects
+    (`to_decide`: kdlib.claims.power.plans_json), as the appendix's table gives it."""
+    out = verdict.to_json()
+    for part, record in zip(verdict.parts, out["parts"]):
+        record["to_decide"] = power.plans_json(part)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,9 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         record = {"scale": params.scale, "seed_base": params.seed_base, "data": exp.dataset.describe(),
                   "complete": not not_judged,
-                  "claims": [v.to_json() for v in verdicts],
-                  "paper_scale": [{**v.to_json(), "scale": PAPER_SCALE} for v in at_paper_scale],
-                  "beyond": [v.to_json() for v in questions], "not_judged": not_judged}
+                  "claims": [record_of(v) for v in verdicts],
+                  "paper_scale": [{**record_of(v), "scale": PAPER_SCALE} for v in at_paper_scale],
+                  "beyond": [record_of(v) for v in questions], "not_judged": not_judged}
         args.json.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
     return 0
 

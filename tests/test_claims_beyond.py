@@ -336,3 +336,14 @@ def test_the_power_table_counts_seeds_for_the_questions_and_not_for_b4s_students
     assert needed is None or needed > 3  # undecided at 3 seeds: more would be needed, if any count does
     table = power.power_table([b4, b2])
     assert "not a seed count" in table and table.count("\n") == 3
+
+
+def test_the_json_of_what_would_decide_a_part_has_no_seed_count_for_b4():
+    """B4's interval is over settings, a Fisher z with no seed and image parts: no number of seeds is
+    computed for it (the appendix says "not a seed count"), and its JSON plans are empty; B1's are not."""
+    b4, _ = CASES[("B4", HOLDS)]()
+    assert power.plans_json(b4.parts[0]) == []
+    b1, _ = CASES[("B1", INCONCLUSIVE)]()
+    plans_b1 = power.plans_json(b1.parts[0])
+    assert plans_b1 and plans_b1[-1]["why"] == "no effect at all" and plans_b1[-1]["decides"] == "does not hold"
+    assert json.loads(json.dumps(plans_b1)) == plans_b1

@@ -138,3 +138,9 @@ def test_the_claims_command_judges_an_unfinished_build_only_when_asked(monkeypat
     assert record["complete"] is False and len(record["claims"]) == 7 and len(record["paper_scale"]) == 5
     assert [q["id"] for q in record["not_judged"]] == ["e3-transition", "b3-classes", "b4-fidelity-generalisation"]
     assert record["not_judged"][0]["missing_runs"] == {"E3": 13}
+    # every part says what would decide it at its declared planning effects, as the appendix does
+    e2 = next(v for v in record["claims"] if v["id"] == "e2-ensembles")["parts"][0]
+    assert [(plan["decides"], plan["why"]) for plan in e2["to_decide"]][1] == ("does not hold", "no effect at all")
+    assert all({"effect", "seeds", "images", "words"} <= set(plan) for plan in e2["to_decide"])
+    assert all(plan["seeds"] is not None or plan["images"] is not None or "more than" in plan["words"]
+               for plan in e2["to_decide"])

@@ -121,6 +121,16 @@ def plans(part: Part) -> list[Plan]:
     return out
 
 
+def plans_json(part: Part) -> list[dict]:
+    """`plans(part)` as JSON (kdlib-claims --json): each with its effect, the verdict it would decide,
+    where the effect comes from, the seeds per setting (or test images) and the sentence the report
+    prints; empty where the noise is not seeds and images (B4's interval over settings)."""
+    if "model" in part.noise:
+        return []
+    return [{"effect": plan.effect, "decides": plan.decides, "why": plan.why, "seeds": plan.seeds,
+             "images": plan.images, "words": plan.words(part)} for plan in plans(part)]
+
+
 def deciding_runs(verdict: Verdict) -> str:
     """A sentence on what would decide an undecided claim: for each undecided part, the seeds (or the
     test images) at its declared planning effects (`plans`)."""
