@@ -23,7 +23,8 @@
 # expected calibration error (ECE, protocol §5), and the one the verdict uses, the part of the test
 # NLL that temperature scaling would remove (the verdict's section says why).
 #
-# This chapter trains nothing: its verdict reads the runs of E1 and E2, its last figure those of every chapter.
+# This chapter trains nothing: its verdict reads the teachers of E0 and the students of E2 (whose m = 1
+# students are E1's), its last figure the runs of every chapter.
 
 # %% tags=["parameters"]
 scale = "reduced"
