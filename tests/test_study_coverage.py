@@ -23,9 +23,9 @@ Each draw of the world is judged; each part's 95 % interval must cover the truth
 the time (an unpaired design covers more: it is conservative), and lie wholly on the claimed side of
 it, which is how often "holds" would come out if the truth sat exactly on the part's threshold, at
 most 2.5 % of the time; the family's Bonferroni interval must lie wholly on the other side, a false
-"does not hold", at most its own one-sided rate (three simulation standard errors allowed). B4 and B5 read every setting as a
-draw of settings and a nonlinear calibration measure: their designs are simulated in
-test_coverage.py.
+"does not hold", at most its own one-sided rate (three simulation standard errors allowed). B4 and
+B5 read every setting as a draw of settings and a nonlinear calibration measure: their designs are
+simulated in test_coverage.py.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ def student_accuracy(teacher, students: Sequence, labels: np.ndarray) -> Verdict
     moved = (f"their test accuracy moved by {min(rises):+.1f} to {max(rises):+.1f} points over the last fifth of "
              "training" if rises else "")
     said = "; ".join(x for x in (fit, moved) if x)
-    why = why_not(parts, (said[:1].upper() + said[1:] + ".") if said else "")
+    why = why_not(parts, (text.capital(said) + ".") if said else "")
     scope = (f"the students of one teacher (seed {teacher.spec.seed})" if own is None else
              f"{len(students)} students, each against its own teacher")
     return Verdict("e1-accuracy", "E1", "students at least as accurate",
@@ -199,7 +199,7 @@ def sharp_transition(models: Mapping[str, tuple]) -> Verdict:
         prefix = f"{model}: " if named else ""
 
         def lead(sentence: str, prefix=prefix) -> str:  # the model's name, or a capital, starts it
-            return prefix + sentence if prefix else sentence[:1].upper() + sentence[1:]
+            return prefix + sentence if prefix else text.capital(sentence)
 
         grid = sorted(l for l in by_lambda if l < 1)
         curve = {l: agreement_per_image([teacher], by_lambda[l], "train_aug") for l in sorted(by_lambda)}
@@ -228,10 +228,10 @@ def sharp_transition(models: Mapping[str, tuple]) -> Verdict:
                          f"{100 * teacher.metrics['train_acc']:.1f} % of its clean training set."))
     parts = family(specs)
     judged = "; ".join(f"{p.name}: {p.text()}" for p in parts)
-    evidence = ". ".join(shown + ([judged[:1].upper() + judged[1:]] if parts else [])) + "."
+    evidence = ". ".join(shown + ([text.capital(judged)] if parts else [])) + "."
     why = why_not(parts, " ".join(whys))
     return Verdict("e3-transition", "E3", "a sharp transition in λ", claim, evidence, parts,
-                   why[:1].upper() + why[1:])
+                   text.capital(why))
 
 
 def cka_not_agreement(teacher, random: Sequence, teacher_init: Sequence) -> Verdict:

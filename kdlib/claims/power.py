@@ -16,8 +16,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scipy import stats as _sp
-
 from kdlib.claims.rules import ABOVE, INCONCLUSIVE, Part
 from kdlib.claims.verdict import Verdict
 from kdlib.stats import CONFIDENCE, t_quantile
@@ -26,13 +24,19 @@ TARGET = 0.8  # the power a count of seeds is asked for
 MOST = 64     # the most seeds per setting a count goes up to
 
 
+def counts_seeds(part: Part) -> bool:
+    """Whether the part's noise is seeds and images, which more of either shrinks; not B4's, whose
+    interval is a model over settings (a Fisher z): no seed count applies to it."""
+    return "model" not in part.noise
+
+
 def _setup(part: Part, effect: float):
     """(distance to the threshold, the confidence that decides on that side), or None when the part's
     noise is not a seed model or was not measured."""
     iv = part.interval
     units = max(part.noise["units"].values(), default=0)
     distance = abs(effect - part.threshold)
-    if "model" in part.noise or not math.isfinite(iv.seeds) or units < 2 or not math.isfinite(distance):
+    if not counts_seeds(part) or not math.isfinite(iv.seeds) or units < 2 or not math.isfinite(distance):
         return None
     claimed_side = (effect > part.threshold) == (part.claimed == ABOVE)
     return distance, (CONFIDENCE if claimed_side else part.against_confidence)
@@ -73,7 +77,7 @@ def images_needed(part: Part, effect: float, target: float = TARGET) -> int | No
     if setup is None or not n_images or part.interval.images <= 0:
         return None
     distance, confidence = setup
-    z = _sp.norm.ppf(0.5 + confidence / 2) + _sp.norm.ppf(target)
+    z = t_quantile(0.5 + confidence / 2, math.inf) + t_quantile(target, math.inf)
     if z * math.sqrt(part.interval.images) < distance:
         return None  # enough images already: seeds decide it
     if distance <= 0:
@@ -97,7 +101,7 @@ class Plan:
             count = f"{self.seeds} seeds per setting"
         elif self.images is not None:
             count = f"more test images, not more seeds: about {self.images:,}"
-        elif "model" in part.noise:
+        elif not counts_seeds(part):
             count = "not a seed count"
         else:
             count = f"more than {MOST} seeds per setting"
@@ -125,7 +129,7 @@ def plans_json(part: Part) -> list[dict]:
     """`plans(part)` as JSON (kdlib-claims --json): each with its effect, the verdict it would decide,
     where the effect comes from, the seeds per setting (or test images) and the sentence the report
     prints; empty where the noise is not seeds and images (B4's interval over settings)."""
-    if "model" in part.noise:
+    if not counts_seeds(part):
         return []
     return [{"effect": plan.effect, "decides": plan.decides, "why": plan.why, "seeds": plan.seeds,
              "images": plan.images, "words": plan.words(part)} for plan in plans(part)]
@@ -149,7 +153,7 @@ def power_table(verdicts: Sequence[Verdict]) -> str:
     for v in verdicts:
         for p in v.parts:
             units = max(p.noise["units"].values(), default=0)
-            said = ("not a seed count" if "model" in p.noise else
+            said = ("not a seed count" if not counts_seeds(p) else
                     "; ".join(plan.words(p) for plan in plans(p)) or "no planning effect declared")
             rows.append(f"| {v.experiment} · {v.title} | {p.name}: {p.text()} | {units} | {p.verdict} | "
                         f"{p.effect.delta:g} | {said} |")

@@ -11,6 +11,11 @@ from kdlib.claims.evidence import rise_over_last_fifth
 from kdlib.claims.rules import HOLDS, LEVELLED
 
 
+def capital(sentence: str) -> str:
+    """`sentence` with its first letter in upper case (a part's name or a note that starts one)."""
+    return sentence[:1].upper() + sentence[1:]
+
+
 def pct(values) -> str:
     """'m ± s %' over runs: `values` holds one fraction per run, or (runs, images) per-image values."""
     v = np.asarray(values, dtype=float)
